@@ -1,0 +1,133 @@
+"""The pointer extractor: encoder -> subject pointers -> Conditional LayerNorm on the subject -> object pointers.
+
+Probabilities follow the original "half pointer, half tagging" model: sigmoid squared for subjects and
+to the fourth power for objects, which keeps the many negatives from swamping the few positives and is
+what the 0.6 / 0.5 thresholds were tuned for. Training works on logits for numerical stability.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers.utils import logging as transformers_logging
+
+from model.schema import ExtractorConfig
+
+WEIGHTS_FILE = "model.safetensors"
+SUBJECT_POWER = 2
+OBJECT_POWER = 4
+
+
+class ConditionalLayerNorm(nn.Module):
+    """LayerNorm whose gain and bias are shifted by projections of a condition vector.
+
+    The projections start at zero, so at first this is a plain LayerNorm and the encoder's
+    output is not disturbed.
+    """
+
+    def __init__(self, hidden_size: int, condition_size: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.bias = nn.Parameter(torch.zeros(hidden_size))
+        self.weight_shift = nn.Linear(condition_size, hidden_size, bias=False)
+        self.bias_shift = nn.Linear(condition_size, hidden_size, bias=False)
+        nn.init.zeros_(self.weight_shift.weight)
+        nn.init.zeros_(self.bias_shift.weight)
+
+    def forward(self, hidden: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        mean = hidden.mean(-1, keepdim=True)
+        variance = (hidden - mean).pow(2).mean(-1, keepdim=True)
+        normed = (hidden - mean) * torch.rsqrt(variance + self.eps)
+        weight = self.weight + self.weight_shift(condition).unsqueeze(1)
+        bias = self.bias + self.bias_shift(condition).unsqueeze(1)
+        return normed * weight + bias
+
+
+class PointerExtractor(nn.Module):
+    def __init__(self, encoder: PreTrainedModel, num_relations: int) -> None:
+        super().__init__()
+        hidden_size = encoder.config.hidden_size
+        self.encoder = encoder
+        self.num_relations = num_relations
+        self.subject_head = nn.Linear(hidden_size, 2)
+        self.conditional_norm = ConditionalLayerNorm(hidden_size, 2 * hidden_size, encoder.config.layer_norm_eps)
+        self.object_head = nn.Linear(hidden_size, num_relations * 2)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states (B, L, H) and subject start/end logits (B, L, 2)."""
+        # An additive 4-D mask built here, not the 2-D one: ONNX tracing of transformers' own mask
+        # handling can freeze the sequence length into the graph.
+        dtype = self.subject_head.weight.dtype
+        additive = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+        hidden = self.encoder(input_ids=input_ids, attention_mask=additive).last_hidden_state
+        return hidden, self.subject_head(hidden)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, subjects: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training step: subject logits for the batch and object logits for the given subjects."""
+        hidden, subject_logits = self.encode(input_ids, attention_mask)
+        return subject_logits, self.object_logits(hidden, subjects)
+
+    def object_logits(self, hidden: torch.Tensor, subjects: torch.Tensor) -> torch.Tensor:
+        """Object start/end logits (N, L, R, 2) for subjects given as rows of (batch index, start, end)."""
+        rows, starts, ends = subjects[:, 0], subjects[:, 1], subjects[:, 2]
+        condition = torch.cat([hidden[rows, starts], hidden[rows, ends]], dim=-1)
+        conditioned = self.conditional_norm(hidden[rows], condition)
+        logits = self.object_head(conditioned)
+        return logits.view(logits.shape[0], logits.shape[1], self.num_relations, 2)
+
+
+def probabilities(logits: torch.Tensor, power: int) -> torch.Tensor:
+    return torch.sigmoid(logits.float()) ** power
+
+
+def load_encoder(name_or_path: str | Path, config: AutoConfig | None = None) -> PreTrainedModel:
+    """A Hugging Face BERT-family encoder in float32, from pretrained weights or (with ``config``) blank."""
+    kwargs = {"add_pooling_layer": False}  # the pooler is unused; BERT-family models accept this flag
+    transformers_logging.set_verbosity_error()  # the unused pooler weights are reported otherwise
+    transformers_logging.disable_progress_bar()
+    if config is not None:
+        return AutoModel.from_config(config, **kwargs)
+    return AutoModel.from_pretrained(name_or_path, dtype=torch.float32, **kwargs)
+
+
+def save_extractor(model: PointerExtractor, config: ExtractorConfig, directory: Path) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.encoder.config.save_pretrained(directory)
+    state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
+    save_file(state, directory / WEIGHTS_FILE)
+    config.save(directory)
+
+
+def load_extractor(directory: Path) -> tuple[PointerExtractor, ExtractorConfig]:
+    directory = Path(directory)
+    config = ExtractorConfig.load(directory)
+    encoder = load_encoder(directory, AutoConfig.from_pretrained(directory))
+    model = PointerExtractor(encoder, len(config.relations))
+    model.load_state_dict(load_file(directory / WEIGHTS_FILE))
+    return model.eval(), config
+
+
+def torch_runners(model: PointerExtractor):
+    """``run_encoder`` / ``run_objects`` for ``model.decode.extract`` backed by the PyTorch model."""
+    device = next(model.parameters()).device
+
+    @torch.inference_mode()
+    def run_encoder(input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        hidden, logits = model.encode(torch.from_numpy(input_ids).to(device), torch.from_numpy(attention_mask).to(device))
+        return hidden, probabilities(logits, SUBJECT_POWER).cpu().numpy()
+
+    @torch.inference_mode()
+    def run_objects(hidden: torch.Tensor, subjects: np.ndarray) -> np.ndarray:
+        logits = model.object_logits(hidden, torch.from_numpy(subjects).to(device))
+        return probabilities(logits, OBJECT_POWER).cpu().numpy()
+
+    return run_encoder, run_objects

@@ -1,0 +1,103 @@
+"""The types shared from reader to JSON: entities, triples, relations and the extractor's settings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+VALUE_SLOT = "@value"
+CONFIG_FILE = "extractor.json"
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A span of the original text: ``text == original[start:end]``."""
+
+    text: str
+    start: int
+    end: int
+    type: str = ""
+
+
+@dataclass(frozen=True)
+class Triple:
+    """(subject, predicate, object); ``qualifiers`` holds the extra slots of a DuIE 2.0 complex object."""
+
+    subject: Entity
+    predicate: str
+    object: Entity
+    score: float = 1.0
+    qualifiers: tuple[tuple[str, Entity], ...] = ()
+
+    def key(self, partial: bool = False) -> tuple:
+        """What two triples must share to count as the same one in evaluation.
+
+        ``partial`` compares only the last word of each entity (CasRel's convention for NYT* and WebNLG*).
+        """
+
+        def name(entity: Entity) -> str:
+            return entity.text.split()[-1] if partial and entity.text.split() else entity.text
+
+        slots = tuple(sorted((slot, name(entity)) for slot, entity in self.qualifiers))
+        return name(self.subject), self.predicate, name(self.object), slots
+
+    def to_dict(self) -> dict:
+        result = {
+            "subject": asdict(self.subject),
+            "predicate": self.predicate,
+            "object": asdict(self.object),
+            "score": round(self.score, 4),
+        }
+        if self.qualifiers:
+            result["qualifiers"] = {slot: asdict(entity) for slot, entity in self.qualifiers}
+        return result
+
+
+@dataclass(frozen=True)
+class Relation:
+    """One object pointer head: a predicate, or one slot of a DuIE 2.0 complex object."""
+
+    predicate: str
+    subject_type: str = ""
+    object_type: str = ""
+    slot: str = VALUE_SLOT
+
+    @property
+    def label(self) -> str:
+        return self.predicate if self.slot == VALUE_SLOT else f"{self.predicate}|{self.slot}"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pointer probabilities above which a token starts or ends an entity (0.6 / 0.5 is the known-good pair)."""
+
+    start: float = 0.6
+    end: float = 0.5
+
+
+@dataclass
+class ExtractorConfig:
+    """Everything besides the encoder's own config that is needed to run a trained extractor."""
+
+    relations: list[Relation]
+    max_length: int = 256
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    split_cjk: bool = True
+
+    @property
+    def labels(self) -> list[str]:
+        return [relation.label for relation in self.relations]
+
+    def save(self, directory: Path) -> None:
+        (Path(directory) / CONFIG_FILE).write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> ExtractorConfig:
+        raw = json.loads((Path(directory) / CONFIG_FILE).read_text())
+        return cls(
+            relations=[Relation(**relation) for relation in raw["relations"]],
+            max_length=raw["max_length"],
+            thresholds=Thresholds(**raw["thresholds"]),
+            split_cjk=raw["split_cjk"],
+        )

@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny randomly initialised BERT built on the spot, and paths to ../shared."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tokenizers import BertWordPieceTokenizer
+from transformers import BertConfig, BertModel
+
+from training.sample import generate
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+EXTRA_TEXT = [
+    "Ｆｕｌｌ-width ＡＢＣ text, café au lait; naïve coöperation!",
+    "Barack Obama was born in Honolulu, Hawaii. He worked for the U.S. Senate.",
+    "《冰山上的来客》由王洛勇主演。内容简介《宜兴紫砂图典》由故宫出版社出版",
+]
+
+
+def shared_path(relative: str) -> Path:
+    """A path under ../shared, or a skip when it is not there (CI elsewhere, a checkout on its own)."""
+    path = SHARED / relative
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 64-wide BERT with random weights and a WordPiece vocabulary from the sample sentences."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    texts = [example.text for example in generate(400, seed=123)] + EXTRA_TEXT
+    tokenizer = BertWordPieceTokenizer(lowercase=True)
+    tokenizer.train_from_iterator(texts, vocab_size=1500, min_frequency=1)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True}))
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=128,
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    return folder

@@ -1,0 +1,189 @@
+"""The ``triplex`` command line: train, evaluate, extract.
+
+Heavy imports (torch, transformers) happen inside the commands so that ``--help`` and input errors
+answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from model.schema import CONFIG_FILE
+from training.data import DataError, check_schema, derive_schema, find_schema, read_dataset, read_schema
+
+
+class CliError(Exception):
+    """A problem with the command's input; printed as one line."""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def check_encoder(name: str) -> None:
+    looks_like_path = name.startswith((".", "/", "~")) or Path(name).exists() or name.count("/") > 1
+    if looks_like_path and not (Path(name).expanduser() / "config.json").is_file():
+        raise CliError(
+            f"encoder '{name}' is not a model folder (no config.json there); "
+            "give a Hugging Face model id or a folder holding config.json, weights and tokenizer files"
+        )
+
+
+def check_model_dir(path: str) -> Path:
+    directory = Path(path)
+    if not (directory / CONFIG_FILE).is_file():
+        raise CliError(f"'{path}' is not a trained model folder (no {CONFIG_FILE}); train one with 'triplex train'")
+    return directory
+
+
+def load_model(path: str, device: str):
+    import torch
+
+    from model.network import load_extractor, torch_runners
+    from model.tokenize import load_tokenizer
+
+    directory = check_model_dir(path)
+    model, config = load_extractor(directory)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch_runners(model.to(device)), config, load_tokenizer(directory)
+
+
+def command_train(args: argparse.Namespace) -> None:
+    check_encoder(args.encoder)
+    train_examples, raw_triples, format, summary = read_dataset(args.train, args.format)
+    dev_examples, _, _, dev_summary = read_dataset(args.dev, args.format or format)
+    log(f"read {args.train} as {format}: {summary.line()}")
+    log(f"read {args.dev}: {dev_summary.line()}")
+    schema = Path(args.schema) if args.schema else find_schema(Path(args.train))
+    relations = read_schema(schema) if schema else derive_schema(raw_triples)
+    log(f"schema: {len(relations)} relations from {schema or 'the training data'}")
+    check_schema(relations, train_examples, Path(args.train))
+    check_schema(relations, dev_examples, Path(args.dev))
+    if not any(example.triples for example in train_examples):
+        raise CliError(f"{args.train}: no triple could be placed in its text; nothing to learn from")
+
+    from training.train import TrainSettings, train
+
+    settings = TrainSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        head_learning_rate=args.head_lr,
+        warmup=args.warmup,
+        ema_decay=args.ema_decay,
+        max_length=args.max_length,
+        seed=args.seed,
+        device=args.device,
+        accumulate=args.accumulate,
+        resume=args.resume,
+    )
+    try:
+        best = train(train_examples, dev_examples, relations, args.encoder, Path(args.output), settings, summary, log)
+    except OSError as error:
+        raise CliError(f"cannot load encoder '{args.encoder}': {str(error).splitlines()[0]}") from None
+    log(f"best dev F1 {best['f1']:.4f} (partial {best['partial_f1']:.4f}) at epoch {best['epoch']}; saved in {args.output}")
+
+
+def command_evaluate(args: argparse.Namespace) -> None:
+    from training.evaluate import predict, score, write_errors
+
+    runners, config, tokenizer = load_model(args.model, args.device)
+    examples, _, format, summary = read_dataset(args.data, args.format)
+    log(f"read {args.data} as {format}: {summary.line()}")
+    check_schema(config.relations, examples, Path(args.data))
+    from model.tokenize import encode
+
+    started = time.perf_counter()
+    encoded = encode(tokenizer, [example.text for example in examples], config.max_length)
+    predicted = predict(encoded, runners, config, args.batch_size, progress=True)
+    gold = [example.triples for example in examples]
+    metrics = score(gold, predicted) | {"seconds": time.perf_counter() - started}
+    print(
+        f"sentences {metrics['sentences']}  exact P {metrics['precision']:.4f} R {metrics['recall']:.4f} "
+        f"F1 {metrics['f1']:.4f}  partial P {metrics['partial_precision']:.4f} R {metrics['partial_recall']:.4f} "
+        f"F1 {metrics['partial_f1']:.4f}  ({metrics['seconds']:.1f} s)"
+    )
+    for predicate, figures in metrics["per_predicate"].items():
+        print(f"  {predicate:40s} P {figures['precision']:.4f} R {figures['recall']:.4f} F1 {figures['f1']:.4f} gold {figures['gold']}")
+    if args.metrics_out:
+        Path(args.metrics_out).write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+    if args.errors:
+        count = write_errors(Path(args.errors), [example.text for example in examples], gold, predicted)
+        log(f"{count} sentences with errors written to {args.errors}")
+
+
+def command_extract(args: argparse.Namespace) -> None:
+    from model.decode import extract
+    from model.tokenize import encode
+
+    runners, config, tokenizer = load_model(args.model, args.device)
+    if not args.text.strip():
+        print(json.dumps({"text": args.text, "triples": []}, ensure_ascii=False))
+        return
+    triples = extract(encode(tokenizer, [args.text], config.max_length), *runners, config)[0]
+    print(json.dumps({"text": args.text, "triples": [t.to_dict() for t in triples]}, ensure_ascii=False, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="triplex", description="Relational triple extraction: train, evaluate, extract.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    formats = ("duie1", "duie2", "casrel", "conll04", "jsonl")
+
+    train = commands.add_parser("train", help="train an extractor on labelled data")
+    train.add_argument("--train", required=True, help="training data file")
+    train.add_argument("--dev", required=True, help="dev data file, evaluated after every epoch")
+    train.add_argument("--schema", help="schema file (default: one beside --train, else the training data's predicates)")
+    train.add_argument("--format", choices=formats, help="data format (default: detected)")
+    train.add_argument("--encoder", required=True, help="Hugging Face model id or local folder of a BERT-family encoder")
+    train.add_argument("--output", required=True, help="folder for the best checkpoint and the training state")
+    train.add_argument("--epochs", type=int, default=20)
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--lr", type=float, default=1e-4, help="encoder learning rate")
+    train.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the pointer heads")
+    train.add_argument("--warmup", type=float, default=0.06, help="fraction of steps spent warming up")
+    train.add_argument("--ema-decay", type=float, default=0.999)
+    train.add_argument("--max-length", type=int, default=256, help="tokens per sentence, special tokens included")
+    train.add_argument("--accumulate", type=int, default=1, help="batches per optimizer step")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    train.add_argument("--resume", action="store_true", help="continue from the training state in --output")
+    train.set_defaults(run=command_train)
+
+    evaluate = commands.add_parser("evaluate", help="precision, recall and F1 of a model on labelled data")
+    evaluate.add_argument("--model", required=True, help="trained model folder")
+    evaluate.add_argument("--data", required=True, help="labelled data file")
+    evaluate.add_argument("--format", choices=formats)
+    evaluate.add_argument("--metrics-out", help="write the metrics as JSON here")
+    evaluate.add_argument("--errors", help="write missed/spurious triples per sentence as JSON lines here")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--device", default="auto")
+    evaluate.set_defaults(run=command_evaluate)
+
+    extract = commands.add_parser("extract", help="print the triples of a text as JSON")
+    extract.add_argument("--model", required=True, help="trained model folder")
+    extract.add_argument("--text", required=True)
+    extract.add_argument("--device", default="auto")
+    extract.set_defaults(run=command_extract)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (CliError, DataError) as error:
+        print(f"triplex: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("triplex: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

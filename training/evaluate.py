@@ -1,0 +1,80 @@
+"""Prediction over many texts and P/R/F1 scoring (exact and partial match, per predicate, error lists)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from tqdm import tqdm
+
+from model.decode import RunEncoder, RunObjects, extract
+from model.schema import ExtractorConfig, Triple
+from model.tokenize import Encoded
+
+
+def predict(
+    encoded: list[Encoded],
+    runners: tuple[RunEncoder, RunObjects],
+    config: ExtractorConfig,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> list[list[Triple]]:
+    """Triples for every text, batched by similar length; results come back in input order."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
+    results: list[list[Triple]] = [[] for _ in encoded]
+    with tqdm(total=len(encoded), desc="extract", unit="sent", disable=not progress, leave=False) as bar:
+        for begin in range(0, len(order), batch_size):
+            chunk = order[begin : begin + batch_size]
+            for index, triples in zip(chunk, extract([encoded[i] for i in chunk], *runners, config)):
+                results[index] = triples
+            bar.update(len(chunk))
+    return results
+
+
+def ratios(correct: int, predicted: int, gold: int) -> dict[str, float]:
+    precision = correct / predicted if predicted else 0.0
+    recall = correct / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def score(gold: list[list[Triple]], predicted: list[list[Triple]]) -> dict:
+    """Micro P/R/F1 over sets of triples per sentence, exact and partial (last word of each entity)."""
+    totals = {False: Counter(), True: Counter()}
+    by_predicate: dict[str, Counter] = {}
+    for gold_triples, predicted_triples in zip(gold, predicted):
+        for partial, counts in totals.items():
+            gold_keys = {triple.key(partial) for triple in gold_triples}
+            predicted_keys = {triple.key(partial) for triple in predicted_triples}
+            counts.update(correct=len(gold_keys & predicted_keys), predicted=len(predicted_keys), gold=len(gold_keys))
+            if partial:
+                continue
+            for key in gold_keys | predicted_keys:
+                counts_for = by_predicate.setdefault(key[1], Counter())
+                counts_for.update(correct=key in gold_keys and key in predicted_keys, predicted=key in predicted_keys, gold=key in gold_keys)
+    exact, partial = ratios(**totals[False]), ratios(**totals[True])
+    return {
+        **exact,
+        **{f"partial_{name}": value for name, value in partial.items()},
+        **totals[False],
+        "sentences": len(gold),
+        "per_predicate": {
+            predicate: {**ratios(**counts), **counts} for predicate, counts in sorted(by_predicate.items())
+        },
+    }
+
+
+def write_errors(path: Path, texts: list[str], gold: list[list[Triple]], predicted: list[list[Triple]]) -> int:
+    """One JSON line per sentence with missed or spurious triples (exact match); returns how many."""
+    written = 0
+    with open(path, "w", encoding="utf-8") as handle:
+        for text, gold_triples, predicted_triples in zip(texts, gold, predicted):
+            gold_keys = {triple.key(): triple for triple in gold_triples}
+            predicted_keys = {triple.key(): triple for triple in predicted_triples}
+            missed = [gold_keys[key].to_dict() for key in gold_keys.keys() - predicted_keys.keys()]
+            spurious = [predicted_keys[key].to_dict() for key in predicted_keys.keys() - gold_keys.keys()]
+            if missed or spurious:
+                handle.write(json.dumps({"text": text, "missed": missed, "spurious": spurious}, ensure_ascii=False) + "\n")
+                written += 1
+    return written

@@ -1,0 +1,128 @@
+"""Gold triples -> token spans -> pointer targets, batching and the pointer loss."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model.schema import Triple
+from model.tokenize import Encoded, pad
+from training.data import Example, Summary
+
+Span = tuple[int, int]
+
+
+@dataclass
+class Feature:
+    """One sentence as token ids with its subjects and, per subject, (relation index, object span)."""
+
+    ids: np.ndarray
+    objects: dict[Span, list[tuple[int, int, int]]] = field(default_factory=dict)
+
+
+def relation_triples(triple: Triple) -> list[tuple[str, Span, Span]]:
+    """A triple as (relation label, subject chars, object chars): one per slot of a complex object."""
+    subject = (triple.subject.start, triple.subject.end)
+    pairs = [(triple.predicate, subject, (triple.object.start, triple.object.end))]
+    for slot, entity in triple.qualifiers:
+        pairs.append((f"{triple.predicate}|{slot}", subject, (entity.start, entity.end)))
+    return pairs
+
+
+def make_features(
+    examples: list[Example], encoded: list[Encoded], labels: list[str], summary: Summary
+) -> list[Feature]:
+    """Pointer targets for every example; spans that do not align with tokens or were cut off are counted."""
+    index = {label: position for position, label in enumerate(labels)}
+    features = []
+    for example, item in zip(examples, encoded):
+        feature = Feature(item.ids)
+        for triple in example.triples:
+            for label, subject, obj in relation_triples(triple):
+                subject_tokens, object_tokens = item.token_span(*subject), item.token_span(*obj)
+                if subject_tokens is None or object_tokens is None:
+                    cut_off = max(subject[1], obj[1]) > item.ends.max(initial=0)
+                    summary.counts["truncated" if cut_off else "not_token_aligned"] += 1
+                    continue
+                feature.objects.setdefault(subject_tokens, []).append((index[label], *object_tokens))
+        features.append(feature)
+    return features
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    subject_targets: torch.Tensor  # (B, L, 2)
+    subjects: torch.Tensor  # (N, 3): batch index, start, end
+    object_targets: torch.Tensor  # (N, L, R, 2)
+    object_weight: torch.Tensor  # (N,): 0 for the placeholder row of a batch without subjects
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(tensor.to(device, non_blocking=True) for tensor in vars(self).values()))
+
+
+def collate(features: list[Feature], num_relations: int) -> Batch:
+    """Pad to the batch's longest sentence; every gold subject of every sentence gets an object row."""
+    input_ids, attention_mask = pad([feature.ids for feature in features])
+    length = input_ids.shape[1]
+    subject_targets = torch.zeros(len(features), length, 2)
+    subjects, rows = [], []
+    for row, feature in enumerate(features):
+        for (start, end), objects in feature.objects.items():
+            subject_targets[row, start, 0] = subject_targets[row, end, 1] = 1
+            subjects.append((row, start, end))
+            rows.append(objects)
+    object_weight = torch.ones(max(len(subjects), 1))
+    if not subjects:  # keep every parameter in the graph (DistributedDataParallel needs that)
+        subjects, rows, object_weight = [(0, 0, 0)], [[]], torch.zeros(1)
+    object_targets = torch.zeros(len(subjects), length, num_relations, 2)
+    for n, objects in enumerate(rows):
+        for relation, start, end in objects:
+            object_targets[n, start, relation, 0] = object_targets[n, end, relation, 1] = 1
+    return Batch(
+        torch.from_numpy(input_ids),
+        torch.from_numpy(attention_mask),
+        subject_targets,
+        torch.tensor(subjects, dtype=torch.long),
+        object_targets,
+        object_weight,
+    )
+
+
+def length_batches(features: list[Feature], batch_size: int, rng: random.Random) -> list[list[Feature]]:
+    """Shuffled batches of similar length: sort within chunks of 50 batches, then shuffle the batches."""
+    order = list(range(len(features)))
+    rng.shuffle(order)
+    chunk = batch_size * 50
+    batches = []
+    for begin in range(0, len(order), chunk):
+        part = sorted(order[begin : begin + chunk], key=lambda i: len(features[i].ids))
+        batches += [[features[i] for i in part[j : j + batch_size]] for j in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def pointer_bce(logits: torch.Tensor, targets: torch.Tensor, power: int) -> torch.Tensor:
+    """Binary cross-entropy on p = sigmoid(logits) ** power, computed in log space."""
+    log_p = power * F.logsigmoid(logits.float())
+    # log(1 - p) = log(1 - exp(log_p)), stable on both sides of log 2
+    log_not_p = torch.where(log_p > -0.693, torch.log(-torch.expm1(log_p)), torch.log1p(-torch.exp(log_p)))
+    return -(targets * log_p + (1 - targets) * log_not_p)
+
+
+def pointer_loss(
+    subject_logits: torch.Tensor, object_logits: torch.Tensor, batch: Batch, subject_power: int, object_power: int
+) -> torch.Tensor:
+    """Subject loss averaged over tokens plus object loss summed over relations, averaged over tokens."""
+    mask = batch.attention_mask.float()
+    subject_loss = pointer_bce(subject_logits, batch.subject_targets, subject_power).mean(-1)
+    subject_loss = (subject_loss * mask).sum() / mask.sum()
+    object_mask = mask[batch.subjects[:, 0]] * batch.object_weight[:, None]
+    object_loss = pointer_bce(object_logits, batch.object_targets, object_power).mean(-1).sum(-1)
+    object_loss = (object_loss * object_mask).sum() / object_mask.sum().clamp(min=1)
+    return subject_loss + object_loss

@@ -1,0 +1,244 @@
+"""The training loop: AdamW with warmup, EMA weights, AMP on GPU, gradient accumulation, DDP, resume."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+from transformers import AutoTokenizer
+
+from model.network import OBJECT_POWER, SUBJECT_POWER, PointerExtractor, load_encoder, save_extractor, torch_runners
+from model.schema import ExtractorConfig, Relation
+from model.tokenize import TOKENIZER_FILE, encode, split_cjk_characters
+from training.data import Example, Summary
+from training.evaluate import predict, score
+from training.targets import collate, length_batches, make_features, pointer_loss
+
+STATE_FILE = "training_state.pt"
+LOG_FILE = "training_log.jsonl"
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 20
+    batch_size: int = 16
+    learning_rate: float = 1e-4  # encoder
+    head_learning_rate: float = 1e-3  # pointer heads and Conditional LayerNorm, trained from scratch
+    warmup: float = 0.06  # fraction of all steps
+    weight_decay: float = 0.01
+    ema_decay: float = 0.999
+    max_length: int = 256
+    seed: int = 42
+    device: str = "auto"
+    accumulate: int = 1
+    eval_batch_size: int = 64
+    resume: bool = False
+
+
+class EMA:
+    """Exponential moving average of the weights, with the usual warm-up of the decay."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay, self.updates = decay, 0
+        self.shadow = {name: p.detach().clone().float() for name, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for name, parameter in model.named_parameters():
+            self.shadow[name].lerp_(parameter.detach().float(), 1 - decay)
+
+    @contextlib.contextmanager
+    def applied(self, model: torch.nn.Module) -> Iterator[None]:
+        """Swap the averaged weights in for the duration of the block."""
+        backup = {name: p.detach().clone() for name, p in model.named_parameters()}
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                parameter.copy_(self.shadow[name])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, parameter in model.named_parameters():
+                    parameter.copy_(backup[name])
+
+
+def prepare_tokenizer(encoder: str, split_cjk: bool):
+    """The encoder's fast tokenizer, CJK split per character, as a plain ``tokenizers.Tokenizer``."""
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    if not tokenizer.is_fast:
+        raise ValueError(f"{encoder} has no fast tokenizer; character offsets need one")
+    backend = tokenizer.backend_tokenizer
+    backend.no_padding()
+    backend.no_truncation()
+    return split_cjk_characters(backend) if split_cjk else backend
+
+
+def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); started by torchrun when WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        return rank, world, torch.device("cuda", local_rank)
+    return rank, world, torch.device(device_name if device_name not in ("auto", "cuda") else "cpu")
+
+
+def make_optimizer(model: PointerExtractor, settings: TrainSettings) -> torch.optim.Optimizer:
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        is_encoder = name.startswith("encoder.")
+        decays = parameter.ndim > 1 and "LayerNorm" not in name
+        groups.setdefault((is_encoder, decays), []).append(parameter)
+    return torch.optim.AdamW(
+        [
+            {
+                "params": params,
+                "lr": settings.learning_rate if is_encoder else settings.head_learning_rate,
+                "weight_decay": settings.weight_decay if decays else 0.0,
+            }
+            for (is_encoder, decays), params in groups.items()
+        ]
+    )
+
+
+def warmup_then_linear(total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+def train(
+    train_examples: list[Example],
+    dev_examples: list[Example],
+    relations: list[Relation],
+    encoder_name: str,
+    output: Path,
+    settings: TrainSettings,
+    summary: Summary,
+    log=print,
+) -> dict:
+    """Train, keep the best EMA checkpoint by dev F1 in ``output``; returns that checkpoint's dev metrics."""
+    rank, world, device = setup_distributed(settings.device)
+    main_process = rank == 0
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(settings.seed)
+
+    config = ExtractorConfig(relations, settings.max_length)
+    tokenizer = prepare_tokenizer(encoder_name, config.split_cjk)
+    if main_process:
+        tokenizer.save(str(output / TOKENIZER_FILE))
+    train_encoded = encode(tokenizer, [example.text for example in train_examples], settings.max_length)
+    features = make_features(train_examples, train_encoded, config.labels, summary)
+    dev_encoded = encode(tokenizer, [example.text for example in dev_examples], settings.max_length)
+    log(f"training data: {summary.line()}")
+
+    model = PointerExtractor(load_encoder(encoder_name), len(relations)).to(device)
+    optimizer = make_optimizer(model, settings)
+    batches_per_epoch = len(features) // (settings.batch_size * world) or 1
+    steps_per_epoch = math.ceil(batches_per_epoch / settings.accumulate)
+    total_steps = steps_per_epoch * settings.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_then_linear(total_steps, max(1, int(settings.warmup * total_steps)))
+    )
+    ema = EMA(model, settings.ema_decay)
+    start_epoch, best = 0, {"f1": -1.0}
+    if settings.resume and (output / STATE_FILE).is_file():
+        state = torch.load(output / STATE_FILE, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        ema.shadow, ema.updates = state["ema"], state["ema_updates"]
+        start_epoch, best = state["epoch"], state["best"]
+        log(f"resumed from {output / STATE_FILE} at epoch {start_epoch + 1}")
+    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+    use_amp = device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    for epoch in range(start_epoch, settings.epochs):
+        batches = length_batches(features, settings.batch_size, random.Random(settings.seed + epoch))
+        batches = batches[: batches_per_epoch * world][rank::world]  # same count on every rank
+        model.train()
+        started, sentences, loss_sum = time.perf_counter(), 0, 0.0
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{settings.epochs}", unit="batch", disable=not main_process)
+        for step, batch_features in enumerate(bar):
+            batch = collate(batch_features, len(relations)).to(device)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                subject_logits, object_logits = trained(batch.input_ids, batch.attention_mask, batch.subjects)
+            loss = pointer_loss(subject_logits, object_logits, batch, SUBJECT_POWER, OBJECT_POWER)
+            scaler.scale(loss / settings.accumulate).backward()
+            if (step + 1) % settings.accumulate == 0 or step + 1 == len(batches):
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                ema.update(model)
+            sentences += len(batch_features) * world
+            loss_sum += loss.item()
+            rate = sentences / (time.perf_counter() - started)
+            bar.set_postfix(loss=f"{loss_sum / (step + 1):.4f}", sent_s=f"{rate:.1f}")
+        bar.close()
+        train_seconds = time.perf_counter() - started
+
+        if main_process:
+            model.eval()
+            with ema.applied(model):
+                evaluated = time.perf_counter()
+                predicted = predict(dev_encoded, torch_runners(model), config, settings.eval_batch_size, progress=True)
+                metrics = score([example.triples for example in dev_examples], predicted)
+                metrics["seconds"] = time.perf_counter() - evaluated
+                if metrics["f1"] > best["f1"]:
+                    best = {key: value for key, value in metrics.items() if key != "per_predicate"} | {"epoch": epoch + 1}
+                    save_extractor(model, config, output)
+                    (output / "dev_metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+            record = {
+                "epoch": epoch + 1,
+                "loss": loss_sum / max(1, len(batches)),
+                "train_sentences_per_s": sentences / train_seconds,
+                **{key: metrics[key] for key in ("precision", "recall", "f1", "partial_f1")},
+            }
+            with open(output / LOG_FILE, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            log(
+                f"epoch {epoch + 1}: loss {record['loss']:.4f}, {record['train_sentences_per_s']:.1f} sent/s, "
+                f"dev P {metrics['precision']:.4f} R {metrics['recall']:.4f} F1 {metrics['f1']:.4f} "
+                f"(partial F1 {metrics['partial_f1']:.4f}), best F1 {best['f1']:.4f} at epoch {best['epoch']}"
+            )
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "ema": ema.shadow,
+                "ema_updates": ema.updates,
+                "epoch": epoch + 1,
+                "best": best,
+                "settings": asdict(settings),
+            }
+            torch.save(state, output / STATE_FILE)
+        if world > 1:
+            dist.barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return best
