@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from tokenizers import BertWordPieceTokenizer
 from transformers import BertConfig, BertModel
 
@@ -27,11 +28,11 @@ def shared_path(relative: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 64-wide BERT with random weights and a WordPiece vocabulary from the sample sentences."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    texts = [example.text for example in generate(400, seed=123)] + EXTRA_TEXT
+torch.set_num_threads(1)  # tiny models gain nothing from more, and CI machines have 2 cores
+
+
+def make_tiny_encoder(folder: Path, texts: list[str]) -> Path:
+    """A 2-layer, 64-wide BERT with random weights and a WordPiece vocabulary learnt from ``texts``."""
     tokenizer = BertWordPieceTokenizer(lowercase=True)
     tokenizer.train_from_iterator(texts, vocab_size=1500, min_frequency=1)
     tokenizer.save(str(folder / "tokenizer.json"))
@@ -46,3 +47,9 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     BertModel(config, add_pooling_layer=False).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    texts = [example.text for example in generate(400, seed=123)] + EXTRA_TEXT
+    return make_tiny_encoder(tmp_path_factory.mktemp("tiny-bert"), texts)

@@ -1,0 +1,75 @@
+"""The whole path from labels to decoded triples: a tiny random BERT must overfit a few dozen sentences."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model.network import load_extractor, torch_runners
+from model.tokenize import encode, load_tokenizer
+from training.data import Summary, read_dataset, read_schema
+from training.evaluate import predict, score
+from training.sample import RELATIONS, generate
+from training.train import TrainSettings, train
+
+from .conftest import make_tiny_encoder, shared_path
+
+FAST = TrainSettings(epochs=60, batch_size=8, learning_rate=2e-3, head_learning_rate=5e-3, warmup=0.05, ema_decay=0.9)
+
+
+def fit_and_predict(examples, relations, encoder: Path, output: Path):
+    best = train(examples, examples, relations, str(encoder), output, FAST, Summary(), log=lambda message: None)
+    model, config = load_extractor(output)
+    encoded = encode(load_tokenizer(output), [e.text for e in examples], config.max_length)
+    return best, predict(encoded, torch_runners(model), config)
+
+
+def assert_offsets_slice_text(examples, predicted) -> None:
+    for example, triples in zip(examples, predicted):
+        for triple in triples:
+            for entity in (triple.subject, triple.object):
+                assert example.text[entity.start : entity.end] == entity.text
+
+
+def test_overfits_sample_sentences(tiny_encoder: Path, tmp_path: Path) -> None:
+    examples = generate(40, seed=7)
+    best, predicted = fit_and_predict(examples, RELATIONS, tiny_encoder, tmp_path / "model")
+    metrics = score([e.triples for e in examples], predicted)
+    assert metrics["f1"] == 1.0, metrics
+    assert best["f1"] == 1.0
+    assert_offsets_slice_text(examples, predicted)
+    # entity types come from the schema
+    assert {t.subject.type for triples in predicted for t in triples} <= {r.subject_type for r in RELATIONS}
+    log = [json.loads(line) for line in (tmp_path / "model" / "training_log.jsonl").read_text().splitlines()]
+    assert len(log) == FAST.epochs and log[-1]["loss"] < log[0]["loss"]
+
+
+def test_overfits_real_webnlg_sentences(tmp_path: Path) -> None:
+    folder = shared_path("data/webnlg_star_casrel")
+    examples = read_dataset(folder / "train_triples.json")[0][:30]
+    relations = read_schema(folder / "rel2id.json")
+    encoder = make_tiny_encoder(tmp_path / "encoder", [example.text for example in examples])
+    best, predicted = fit_and_predict(examples, relations, encoder, tmp_path / "model")
+    assert score([e.triples for e in examples], predicted)["f1"] == 1.0
+    assert_offsets_slice_text(examples, predicted)
+
+
+def test_resume_continues_from_saved_state(tiny_encoder: Path, tmp_path: Path) -> None:
+    examples = generate(16, seed=3)
+    settings = TrainSettings(epochs=2, batch_size=8, ema_decay=0.9)
+    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, settings, Summary(), log=lambda m: None)
+    messages: list[str] = []
+    resumed = TrainSettings(epochs=3, batch_size=8, ema_decay=0.9, resume=True)
+    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, resumed, Summary(), log=messages.append)
+    assert any("resumed" in message and "epoch 3" in message for message in messages)
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_empty_text_gives_no_triples(tiny_encoder: Path, tmp_path: Path, text: str) -> None:
+    examples = generate(8, seed=1)
+    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, TrainSettings(epochs=1), Summary(), lambda m: None)
+    model, config = load_extractor(tmp_path)
+    encoded = encode(load_tokenizer(tmp_path), [text], config.max_length)
+    assert predict(encoded, torch_runners(model), config) == [[]]
