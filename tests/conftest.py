@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from tokenizers import BertWordPieceTokenizer
+from tokenizers.processors import BertProcessing
 from transformers import BertConfig, BertModel
 
 from training.sample import generate
@@ -35,6 +36,9 @@ def make_tiny_encoder(folder: Path, texts: list[str]) -> Path:
     """A 2-layer, 64-wide BERT with random weights and a WordPiece vocabulary learnt from ``texts``."""
     tokenizer = BertWordPieceTokenizer(lowercase=True)
     tokenizer.train_from_iterator(texts, vocab_size=1500, min_frequency=1)
+    tokenizer.post_processor = BertProcessing(
+        ("[SEP]", tokenizer.token_to_id("[SEP]")), ("[CLS]", tokenizer.token_to_id("[CLS]"))
+    )
     tokenizer.save(str(folder / "tokenizer.json"))
     (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True}))
     config = BertConfig(

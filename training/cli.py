@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from model.schema import CONFIG_FILE
-from training.data import DataError, check_schema, derive_schema, find_schema, read_dataset, read_schema
+from training.data import FORMATS, DataError, check_schema, derive_schema, find_schema, read_dataset, read_schema
 
 
 class CliError(Exception):
@@ -132,13 +132,13 @@ def command_extract(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="triplex", description="Relational triple extraction: train, evaluate, extract.")
     commands = parser.add_subparsers(dest="command", required=True)
-    formats = ("duie1", "duie2", "casrel", "conll04", "jsonl")
+    formats = f"data format, one of {', '.join(FORMATS)} (default: detected from the file)"
 
     train = commands.add_parser("train", help="train an extractor on labelled data")
     train.add_argument("--train", required=True, help="training data file")
     train.add_argument("--dev", required=True, help="dev data file, evaluated after every epoch")
     train.add_argument("--schema", help="schema file (default: one beside --train, else the training data's predicates)")
-    train.add_argument("--format", choices=formats, help="data format (default: detected)")
+    train.add_argument("--format", help=formats)
     train.add_argument("--encoder", required=True, help="Hugging Face model id or local folder of a BERT-family encoder")
     train.add_argument("--output", required=True, help="folder for the best checkpoint and the training state")
     train.add_argument("--epochs", type=int, default=20)
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="precision, recall and F1 of a model on labelled data")
     evaluate.add_argument("--model", required=True, help="trained model folder")
     evaluate.add_argument("--data", required=True, help="labelled data file")
-    evaluate.add_argument("--format", choices=formats)
+    evaluate.add_argument("--format", help=formats)
     evaluate.add_argument("--metrics-out", help="write the metrics as JSON here")
     evaluate.add_argument("--errors", help="write missed/spurious triples per sentence as JSON lines here")
     evaluate.add_argument("--batch-size", type=int, default=64)

@@ -139,6 +139,10 @@ def train(
     """Train, keep the best EMA checkpoint by dev F1 in ``output``; returns that checkpoint's dev metrics."""
     rank, world, device = setup_distributed(settings.device)
     main_process = rank == 0
+    if not main_process:
+        log = lambda message: None  # noqa: E731 - the other ranks train silently
+    if world > 1:
+        log(f"distributed: {world} processes, backend {dist.get_backend()}, device {device.type}")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)

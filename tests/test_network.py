@@ -1,0 +1,44 @@
+import torch
+from transformers import BertConfig
+
+from model.network import ConditionalLayerNorm, PointerExtractor, load_encoder
+
+
+def tiny_model(num_relations: int = 3) -> PointerExtractor:
+    config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    return PointerExtractor(load_encoder("", config), num_relations).eval()
+
+
+def test_conditional_layer_norm_starts_as_plain_layer_norm() -> None:
+    norm = ConditionalLayerNorm(8, 16, 1e-12)
+    hidden, condition = torch.randn(3, 5, 8), torch.randn(3, 16)
+    expected = torch.nn.functional.layer_norm(hidden, (8,), eps=1e-12)
+    assert torch.allclose(norm(hidden, condition), expected, atol=1e-5)
+    torch.nn.init.normal_(norm.weight_shift.weight)
+    assert not torch.allclose(norm(hidden, condition), expected, atol=1e-3)
+
+
+def test_padding_does_not_change_outputs() -> None:
+    model = tiny_model()
+    ids = torch.randint(5, 50, (1, 7))
+    padded = torch.cat([ids, torch.zeros(1, 5, dtype=torch.long)], dim=1)
+    mask = torch.tensor([[1] * 7 + [0] * 5])
+    with torch.no_grad():
+        hidden, logits = model.encode(ids, torch.ones(1, 7, dtype=torch.long))
+        hidden_padded, logits_padded = model.encode(padded, mask)
+    assert torch.allclose(logits, logits_padded[:, :7], atol=1e-5)
+    subjects = torch.tensor([[0, 1, 2]])
+    with torch.no_grad():
+        objects, objects_padded = model.object_logits(hidden, subjects), model.object_logits(hidden_padded, subjects)
+    assert objects.shape == (1, 7, 3, 2)
+    assert torch.allclose(objects, objects_padded[:, :7], atol=1e-5)
+
+
+def test_each_subject_conditions_its_own_row() -> None:
+    model = tiny_model()
+    torch.nn.init.normal_(model.conditional_norm.weight_shift.weight)
+    hidden = torch.randn(2, 6, 32)
+    both = model.object_logits(hidden, torch.tensor([[0, 1, 2], [1, 3, 4]]))
+    alone = model.object_logits(hidden, torch.tensor([[1, 3, 4]]))
+    assert torch.allclose(both[1], alone[0], atol=1e-6)
+    assert not torch.allclose(both[0], both[1])

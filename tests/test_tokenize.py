@@ -1,0 +1,75 @@
+"""Character offsets must slice the original text, whatever the tokenizer does to it."""
+
+from pathlib import Path
+
+import pytest
+from tokenizers import Tokenizer
+
+from model.tokenize import encode, pad, split_cjk_characters
+
+from .conftest import shared_path
+
+TEXTS = [
+    "Alan Bean , who was part of Apollo 12 , was born in Wheeler , Texas on March 15th , 1932 .",
+    "Café ÉCOLE, Ｆｕｌｌ-width ＡＢＣ！ don't stop — naïve coöperation.",
+    "内容简介《宜兴紫砂图典》由故宫出版社出版，2007年出版 in Beijing",
+    "  leading and trailing spaces  ",
+]
+
+
+def tokenizers() -> list[Tokenizer]:
+    found = []
+    for name in ("minilm-l6-h384-uncased", "e5-small-multilingual-trimmed"):
+        try:
+            path = shared_path(f"models/{name}/tokenizer.json")
+        except pytest.skip.Exception:
+            continue
+        found.append(split_cjk_characters(Tokenizer.from_file(str(path))))
+    return found
+
+
+@pytest.fixture(params=["tiny", "minilm", "e5"])
+def tokenizer(request, tiny_encoder: Path) -> Tokenizer:
+    if request.param == "tiny":
+        return Tokenizer.from_file(str(tiny_encoder / "tokenizer.json"))
+    name = {"minilm": "minilm-l6-h384-uncased", "e5": "e5-small-multilingual-trimmed"}[request.param]
+    return split_cjk_characters(Tokenizer.from_file(str(shared_path(f"models/{name}/tokenizer.json"))))
+
+
+def test_offsets_slice_original_text(tokenizer: Tokenizer) -> None:
+    for item in encode(tokenizer, TEXTS, 512):
+        content = item.content
+        assert not content[0] and not content[-1]  # [CLS]/<s> and [SEP]/</s>
+        for start, end in zip(item.starts[content], item.ends[content]):
+            piece = item.text[start:end]
+            assert piece and piece == piece.strip()
+
+
+@pytest.mark.parametrize(
+    ("text", "entity"),
+    [(TEXTS[0], "Wheeler"), (TEXTS[0], "Apollo 12"), (TEXTS[1], "ÉCOLE"), (TEXTS[1], "ＡＢＣ"), (TEXTS[2], "故宫出版社"),
+     (TEXTS[2], "宜兴紫砂图典"), (TEXTS[2], "Beijing")],
+)
+def test_entities_map_to_tokens_and_back(tokenizer: Tokenizer, text: str, entity: str) -> None:
+    item = encode(tokenizer, [text], 512)[0]
+    start = text.index(entity)
+    span = item.token_span(start, start + len(entity))
+    assert span is not None
+    assert text[item.starts[span[0]] : item.ends[span[1]]] == entity
+
+
+def test_chinese_is_split_per_character() -> None:
+    path = shared_path("models/e5-small-multilingual-trimmed/tokenizer.json")
+    tokenizer = split_cjk_characters(Tokenizer.from_file(str(path)))
+    item = encode(tokenizer, ["由故宫出版社出版"], 64)[0]
+    pieces = [item.text[s:e] for s, e in zip(item.starts[item.content], item.ends[item.content])]
+    assert "".join(pieces) == "由故宫出版社出版"
+    assert all(len(piece) == 1 for piece in pieces)
+
+
+def test_truncation_and_padding(tiny_encoder: Path) -> None:
+    tokenizer = Tokenizer.from_file(str(tiny_encoder / "tokenizer.json"))
+    long, short = encode(tokenizer, ["word " * 100, "a"], 16)
+    assert len(long.ids) == 16 and len(short.ids) == 3
+    input_ids, attention_mask = pad([long.ids, short.ids])
+    assert input_ids.shape == (2, 16) and attention_mask[1].tolist() == [1, 1, 1] + [0] * 13
