@@ -36,19 +36,53 @@ RUNS = {
 def run(name: str, shared: Path, work: Path) -> dict:
     train, dev, encoder, extra = RUNS[name]
     output = work / name
-    command = [sys.executable, "-m", "training.cli", "train", "--train", str(shared / train), "--dev", str(shared / dev),
-               "--encoder", str(shared / encoder), "--output", str(output), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "training.cli",
+        "train",
+        "--train",
+        str(shared / train),
+        "--dev",
+        str(shared / dev),
+        "--encoder",
+        str(shared / encoder),
+        "--output",
+        str(output),
+        *extra,
+    ]
     started = time.perf_counter()
     subprocess.run(command, check=True)
     train_seconds = time.perf_counter() - started
     metrics_file = work / f"{name}-dev-metrics.json"
-    subprocess.run([sys.executable, "-m", "training.cli", "evaluate", "--model", str(output), "--data", str(shared / dev),
-                    "--metrics-out", str(metrics_file), "--errors", str(work / f"{name}-dev-errors.jsonl")], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.cli",
+            "evaluate",
+            "--model",
+            str(output),
+            "--data",
+            str(shared / dev),
+            "--metrics-out",
+            str(metrics_file),
+            "--errors",
+            str(work / f"{name}-dev-errors.jsonl"),
+        ],
+        check=True,
+    )
     metrics = json.loads(metrics_file.read_text())
     log = [json.loads(line) for line in (output / "training_log.jsonl").read_text().splitlines()]
     return {
-        "train": train, "dev": dev, "encoder": encoder, "flags": extra,
-        **{key: round(metrics[key], 4) for key in ("precision", "recall", "f1", "partial_precision", "partial_recall", "partial_f1")},
+        "train": train,
+        "dev": dev,
+        "encoder": encoder,
+        "flags": extra,
+        **{
+            key: round(metrics[key], 4)
+            for key in ("precision", "recall", "f1", "partial_precision", "partial_recall", "partial_f1")
+        },
         "dev_sentences": metrics["sentences"],
         "epochs": len(log),
         "best_epoch": max(log, key=lambda record: record["f1"])["epoch"],

@@ -61,9 +61,7 @@ def merge_slots(triples: list[Triple], relations: dict[str, Relation]) -> list[T
             if candidates:
                 nearest = min(candidates, key=lambda entity: abs(entity.start - triple.object.start))
                 qualifiers.append((slot_relation.slot, nearest))
-        merged.append(
-            Triple(triple.subject, relation.predicate, triple.object, triple.score, tuple(qualifiers))
-        )
+        merged.append(Triple(triple.subject, relation.predicate, triple.object, triple.score, tuple(qualifiers)))
     return merged
 
 

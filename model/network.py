@@ -122,7 +122,9 @@ def torch_runners(model: PointerExtractor):
 
     @torch.inference_mode()
     def run_encoder(input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        hidden, logits = model.encode(torch.from_numpy(input_ids).to(device), torch.from_numpy(attention_mask).to(device))
+        hidden, logits = model.encode(
+            torch.from_numpy(input_ids).to(device), torch.from_numpy(attention_mask).to(device)
+        )
         return hidden, probabilities(logits, SUBJECT_POWER).cpu().numpy()
 
     @torch.inference_mode()

@@ -40,7 +40,9 @@ def make_tiny_encoder(folder: Path, texts: list[str]) -> Path:
         ("[SEP]", tokenizer.token_to_id("[SEP]")), ("[CLS]", tokenizer.token_to_id("[CLS]"))
     )
     tokenizer.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True}))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
+    )
     config = BertConfig(
         vocab_size=tokenizer.get_vocab_size(),
         hidden_size=64,

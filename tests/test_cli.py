@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def triplex(*args: str, module: tuple[str, ...] = ("-m", "training.cli")) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, *module, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, *module, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +32,27 @@ def sample_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def trained(sample_files: dict[str, Path], tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("model")
-    result = triplex("train", "--train", str(sample_files["train"]), "--dev", str(sample_files["dev"]), "--encoder",
-                     str(tiny_encoder), "--output", str(output), "--epochs", "40", "--lr", "2e-3", "--head-lr", "5e-3",
-                     "--ema-decay", "0.9", "--batch-size", "8")
+    result = triplex(
+        "train",
+        "--train",
+        str(sample_files["train"]),
+        "--dev",
+        str(sample_files["dev"]),
+        "--encoder",
+        str(tiny_encoder),
+        "--output",
+        str(output),
+        "--epochs",
+        "40",
+        "--lr",
+        "2e-3",
+        "--head-lr",
+        "5e-3",
+        "--ema-decay",
+        "0.9",
+        "--batch-size",
+        "8",
+    )
     assert result.returncode == 0, result.stderr
     assert "schema: 7 relations from" in result.stderr and "best dev F1" in result.stderr
     return output
@@ -49,8 +69,17 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 def test_evaluate_writes_metrics_and_errors(trained: Path, sample_files: dict[str, Path], tmp_path: Path) -> None:
     metrics_file, errors_file = tmp_path / "metrics.json", tmp_path / "errors.jsonl"
-    result = triplex("evaluate", "--model", str(trained), "--data", str(sample_files["dev"]), "--metrics-out",
-                     str(metrics_file), "--errors", str(errors_file))
+    result = triplex(
+        "evaluate",
+        "--model",
+        str(trained),
+        "--data",
+        str(sample_files["dev"]),
+        "--metrics-out",
+        str(metrics_file),
+        "--errors",
+        str(errors_file),
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads(metrics_file.read_text())
     assert {"precision", "recall", "f1", "partial_f1", "sentences", "seconds", "per_predicate"} <= metrics.keys()
@@ -74,11 +103,30 @@ def test_extract_prints_triples_with_offsets(trained: Path) -> None:
             assert text[entity["start"] : entity["end"]] == entity["text"]
 
 
-def test_distributed_training_with_two_cpu_processes(sample_files: dict[str, Path], tiny_encoder: Path, tmp_path: Path) -> None:
-    result = triplex("--standalone", "--nproc-per-node", "2", "-m", "training.cli", "train", "--train",
-                     str(sample_files["train"]), "--dev", str(sample_files["dev"]), "--encoder", str(tiny_encoder),
-                     "--output", str(tmp_path), "--epochs", "2", "--device", "cpu",
-                     module=("-m", "torch.distributed.run"))
+def test_distributed_training_with_two_cpu_processes(
+    sample_files: dict[str, Path], tiny_encoder: Path, tmp_path: Path
+) -> None:
+    result = triplex(
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "training.cli",
+        "train",
+        "--train",
+        str(sample_files["train"]),
+        "--dev",
+        str(sample_files["dev"]),
+        "--encoder",
+        str(tiny_encoder),
+        "--output",
+        str(tmp_path),
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        module=("-m", "torch.distributed.run"),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distributed: 2 processes, backend gloo" in result.stderr
     log = [json.loads(line) for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
@@ -89,16 +137,25 @@ def test_distributed_training_with_two_cpu_processes(sample_files: dict[str, Pat
 def test_bad_input_gives_one_line_errors(sample_files: dict[str, Path], tiny_encoder: Path, tmp_path: Path) -> None:
     train, dev = str(sample_files["train"]), str(sample_files["dev"])
     common = ["--encoder", str(tiny_encoder), "--output", str(tmp_path / "out")]
-    assert_one_line_error(triplex("train", "--train", str(tmp_path / "nope.json"), "--dev", dev, *common), "no such file")
-    assert_one_line_error(triplex("train", "--train", train, "--dev", dev, "--format", "xml", *common), "unknown format")
+    assert_one_line_error(
+        triplex("train", "--train", str(tmp_path / "nope.json"), "--dev", dev, *common), "no such file"
+    )
+    assert_one_line_error(
+        triplex("train", "--train", train, "--dev", dev, "--format", "xml", *common), "unknown format"
+    )
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
     assert_one_line_error(triplex("train", "--train", str(empty), "--dev", dev, *common), "holds no sentences")
     schema = tmp_path / "schema.jsonl"
     schema.write_text('{"predicate": "married_to"}\n')
-    assert_one_line_error(triplex("train", "--train", train, "--dev", dev, "--schema", str(schema), *common),
-                          "predicates not in the schema", "--schema")
+    assert_one_line_error(
+        triplex("train", "--train", train, "--dev", dev, "--schema", str(schema), *common),
+        "predicates not in the schema",
+        "--schema",
+    )
     missing_encoder = ["--encoder", str(tmp_path / "no-such-encoder"), "--output", str(tmp_path / "out")]
     assert_one_line_error(triplex("train", "--train", train, "--dev", dev, *missing_encoder), "not a model folder")
     assert_one_line_error(triplex("evaluate", "--model", str(tmp_path), "--data", dev), "not a trained model folder")
-    assert_one_line_error(triplex("extract", "--model", str(tmp_path / "x"), "--text", "a"), "not a trained model folder")
+    assert_one_line_error(
+        triplex("extract", "--model", str(tmp_path / "x"), "--text", "a"), "not a trained model folder"
+    )

@@ -25,7 +25,10 @@ def test_thresholds_and_special_tokens_are_respected() -> None:
 
 
 def test_complex_object_slots_are_reassembled() -> None:
-    relations = {r.label: r for r in [Relation("配音", "娱乐人物", "人物"), Relation("配音", "", "影视作品", "inWork"), Relation("作者")]}
+    relations = {
+        r.label: r
+        for r in [Relation("配音", "娱乐人物", "人物"), Relation("配音", "", "影视作品", "inWork"), Relation("作者")]
+    }
     actor, role_a, role_b = Entity("周星驰", 0, 3), Entity("至尊宝", 12, 15), Entity("唐僧", 30, 32)
     work_a, work_b = Entity("大话西游", 5, 9), Entity("西游降魔", 25, 29)
     triples = [

@@ -69,7 +69,9 @@ def test_resume_continues_from_saved_state(tiny_encoder: Path, tmp_path: Path) -
 @pytest.mark.parametrize("text", ["", "   "])
 def test_empty_text_gives_no_triples(tiny_encoder: Path, tmp_path: Path, text: str) -> None:
     examples = generate(8, seed=1)
-    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, TrainSettings(epochs=1), Summary(), lambda m: None)
+    train(
+        examples, examples, RELATIONS, str(tiny_encoder), tmp_path, TrainSettings(epochs=1), Summary(), lambda m: None
+    )
     model, config = load_extractor(tmp_path)
     encoded = encode(load_tokenizer(tmp_path), [text], config.max_length)
     assert predict(encoded, torch_runners(model), config) == [[]]

@@ -32,8 +32,20 @@ def test_duie1_with_repeated_and_missing_entities(tmp_path: Path) -> None:
                 "text": "《步步惊心》作者桐华，桐华的小说",
                 "postag": [],
                 "spo_list": [
-                    {"subject": "步步惊心", "predicate": "作者", "object": "桐华", "subject_type": "图书作品", "object_type": "人物"},
-                    {"subject": "不存在", "predicate": "作者", "object": "桐华", "subject_type": "图书作品", "object_type": "人物"},
+                    {
+                        "subject": "步步惊心",
+                        "predicate": "作者",
+                        "object": "桐华",
+                        "subject_type": "图书作品",
+                        "object_type": "人物",
+                    },
+                    {
+                        "subject": "不存在",
+                        "predicate": "作者",
+                        "object": "桐华",
+                        "subject_type": "图书作品",
+                        "object_type": "人物",
+                    },
                 ],
             }
         ),
@@ -45,7 +57,9 @@ def test_duie1_with_repeated_and_missing_entities(tmp_path: Path) -> None:
     assert summary.counts["repeated_entity"] == 2  # counted once per triple that uses it
     assert summary.counts["not_found"] == 1
     assert examples[0].triples[0].object.type == "人物"
-    schema = write(tmp_path, "all_50_schemas", lines({"subject_type": "图书作品", "predicate": "作者", "object_type": "人物"}))
+    schema = write(
+        tmp_path, "all_50_schemas", lines({"subject_type": "图书作品", "predicate": "作者", "object_type": "人物"})
+    )
     relations = read_schema(schema)
     assert [r.label for r in relations] == ["作者"]
     check_schema(relations, examples, path)
@@ -73,7 +87,9 @@ def test_duie2_complex_object_becomes_slots(tmp_path: Path) -> None:
     schema = write(
         tmp_path,
         "duie_schema.json",
-        lines({"object_type": {"inWork": "影视作品", "@value": "人物"}, "predicate": "配音", "subject_type": "娱乐人物"}),
+        lines(
+            {"object_type": {"inWork": "影视作品", "@value": "人物"}, "predicate": "配音", "subject_type": "娱乐人物"}
+        ),
     )
     assert sorted(r.label for r in read_schema(schema)) == ["配音", "配音|inWork"]
     assert sorted(r.label for r in derive_schema(raw)) == ["配音", "配音|inWork"]
@@ -110,12 +126,17 @@ def test_conll04_bilou(tmp_path: Path) -> None:
     text = examples[0].text
     for triple in examples[0].triples:
         assert text[triple.subject.start : triple.subject.end] == triple.subject.text
-    assert spans(examples[0]) == {("John Smith", 0, "Work_For", "Acme Corp", 21, ()), ("Acme Corp", 21, "OrgBased_In", "Paris", 34, ())}
+    assert spans(examples[0]) == {
+        ("John Smith", 0, "Work_For", "Acme Corp", 21, ()),
+        ("Acme Corp", 21, "OrgBased_In", "Paris", 34, ()),
+    }
     assert {(r.predicate, r.subject_type, r.object_type) for r in derive_schema(raw)} == {
         ("Work_For", "Peop", "Org"),
         ("OrgBased_In", "Org", "Loc"),
     }
-    types = write(tmp_path, "conll04_types.json", json.dumps({"entities": {}, "relations": {"Work_For": {}, "Kill": {}}}))
+    types = write(
+        tmp_path, "conll04_types.json", json.dumps({"entities": {}, "relations": {"Work_For": {}, "Kill": {}}})
+    )
     assert [r.label for r in read_schema(types)] == ["Work_For", "Kill"]
 
 
@@ -124,8 +145,11 @@ def test_plain_jsonl_offsets_and_strings(tmp_path: Path) -> None:
     record = {
         "text": text,
         "triples": [
-            {"subject": {"text": "Ada Lovelace", "start": 0, "end": 12, "type": "person"}, "predicate": "born_in",
-             "object": {"text": "London", "start": 25, "end": 31}},
+            {
+                "subject": {"text": "Ada Lovelace", "start": 0, "end": 12, "type": "person"},
+                "predicate": "born_in",
+                "object": {"text": "London", "start": 25, "end": 31},
+            },
             {"subject": "London", "predicate": "located_in", "object": "England"},
         ],
     }
@@ -142,8 +166,10 @@ def test_plain_jsonl_offsets_and_strings(tmp_path: Path) -> None:
     [
         ('{"text": "a", "spo_list": []}\n{"text": "b", "spo_list": [}\n', "d.json:2: not valid JSON"),
         ('{"text": "a", "triples": [{"subject": "a", "object": "b"}]}\n', "d.json:1: missing 'predicate'"),
-        ('{"text": "abc", "triples": [{"subject": {"text": "ab", "start": 1}, "predicate": "p", "object": "c"}]}\n',
-         r"is not text\[1:3\]"),
+        (
+            '{"text": "abc", "triples": [{"subject": {"text": "ab", "start": 1}, "predicate": "p", "object": "c"}]}\n',
+            r"is not text\[1:3\]",
+        ),
         ('[{"text": "a", "triple_list": [["a", "b"]]}]', "item 0: a triple must be"),
         ('{"sentence": "a"}\n', "cannot tell the format"),
         ("\n\n", "holds no sentences"),

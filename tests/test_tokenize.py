@@ -47,8 +47,15 @@ def test_offsets_slice_original_text(tokenizer: Tokenizer) -> None:
 
 @pytest.mark.parametrize(
     ("text", "entity"),
-    [(TEXTS[0], "Wheeler"), (TEXTS[0], "Apollo 12"), (TEXTS[1], "ÉCOLE"), (TEXTS[1], "ＡＢＣ"), (TEXTS[2], "故宫出版社"),
-     (TEXTS[2], "宜兴紫砂图典"), (TEXTS[2], "Beijing")],
+    [
+        (TEXTS[0], "Wheeler"),
+        (TEXTS[0], "Apollo 12"),
+        (TEXTS[1], "ÉCOLE"),
+        (TEXTS[1], "ＡＢＣ"),
+        (TEXTS[2], "故宫出版社"),
+        (TEXTS[2], "宜兴紫砂图典"),
+        (TEXTS[2], "Beijing"),
+    ],
 )
 def test_entities_map_to_tokens_and_back(tokenizer: Tokenizer, text: str, entity: str) -> None:
     item = encode(tokenizer, [text], 512)[0]

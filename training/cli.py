@@ -86,7 +86,8 @@ def command_train(args: argparse.Namespace) -> None:
         best = train(train_examples, dev_examples, relations, args.encoder, Path(args.output), settings, summary, log)
     except OSError as error:
         raise CliError(f"cannot load encoder '{args.encoder}': {str(error).splitlines()[0]}") from None
-    log(f"best dev F1 {best['f1']:.4f} (partial {best['partial_f1']:.4f}) at epoch {best['epoch']}; saved in {args.output}")
+    figures = f"best dev F1 {best['f1']:.4f} (partial {best['partial_f1']:.4f}) at epoch {best['epoch']}"
+    log(f"{figures}; saved in {args.output}")
 
 
 def command_evaluate(args: argparse.Namespace) -> None:
@@ -109,7 +110,8 @@ def command_evaluate(args: argparse.Namespace) -> None:
         f"F1 {metrics['partial_f1']:.4f}  ({metrics['seconds']:.1f} s)"
     )
     for predicate, figures in metrics["per_predicate"].items():
-        print(f"  {predicate:40s} P {figures['precision']:.4f} R {figures['recall']:.4f} F1 {figures['f1']:.4f} gold {figures['gold']}")
+        ratios = " ".join(f"{name} {figures[key]:.4f}" for name, key in (("P", "precision"), ("R", "recall"), ("F1", "f1")))
+        print(f"  {predicate:40s} {ratios} gold {figures['gold']}")
     if args.metrics_out:
         Path(args.metrics_out).write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
     if args.errors:
@@ -130,16 +132,22 @@ def command_extract(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="triplex", description="Relational triple extraction: train, evaluate, extract.")
+    parser = argparse.ArgumentParser(
+        prog="triplex", description="Relational triple extraction: train, evaluate, extract."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     formats = f"data format, one of {', '.join(FORMATS)} (default: detected from the file)"
 
     train = commands.add_parser("train", help="train an extractor on labelled data")
     train.add_argument("--train", required=True, help="training data file")
     train.add_argument("--dev", required=True, help="dev data file, evaluated after every epoch")
-    train.add_argument("--schema", help="schema file (default: one beside --train, else the training data's predicates)")
+    train.add_argument(
+        "--schema", help="schema file (default: one beside --train, else the training data's predicates)"
+    )
     train.add_argument("--format", help=formats)
-    train.add_argument("--encoder", required=True, help="Hugging Face model id or local folder of a BERT-family encoder")
+    train.add_argument(
+        "--encoder", required=True, help="Hugging Face model id or local folder of a BERT-family encoder"
+    )
     train.add_argument("--output", required=True, help="folder for the best checkpoint and the training state")
     train.add_argument("--epochs", type=int, default=20)
     train.add_argument("--batch-size", type=int, default=16)

@@ -152,7 +152,9 @@ def detect_format(records: list[tuple[str, Any]]) -> str:
         return "conll04"
     if "triples" in item:
         return "jsonl"
-    raise DataError(f"{location}: cannot tell the format (keys {sorted(item)}); pass --format, one of {', '.join(FORMATS)}")
+    raise DataError(
+        f"{location}: cannot tell the format (keys {sorted(item)}); pass --format, one of {', '.join(FORMATS)}"
+    )
 
 
 def field_of(item: dict, key: str, location: str) -> Any:
@@ -236,7 +238,10 @@ def parse_jsonl(item: dict, location: str) -> tuple[str, list[RawTriple]]:
 
     triples = []
     for triple in field_of(item, "triples", location):
-        subject, obj = entity(field_of(triple, "subject", location), "subject"), entity(field_of(triple, "object", location), "object")
+        subject, obj = (
+            entity(field_of(triple, "subject", location), "subject"),
+            entity(field_of(triple, "object", location), "object"),
+        )
         qualifiers = {slot: entity(value, slot) for slot, value in triple.get("qualifiers", {}).items()}
         triples.append(
             RawTriple(

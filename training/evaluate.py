@@ -52,7 +52,11 @@ def score(gold: list[list[Triple]], predicted: list[list[Triple]]) -> dict:
                 continue
             for key in gold_keys | predicted_keys:
                 counts_for = by_predicate.setdefault(key[1], Counter())
-                counts_for.update(correct=key in gold_keys and key in predicted_keys, predicted=key in predicted_keys, gold=key in gold_keys)
+                counts_for.update(
+                    correct=key in gold_keys and key in predicted_keys,
+                    predicted=key in predicted_keys,
+                    gold=key in gold_keys,
+                )
     exact, partial = ratios(**totals[False]), ratios(**totals[True])
     return {
         **exact,
@@ -75,6 +79,8 @@ def write_errors(path: Path, texts: list[str], gold: list[list[Triple]], predict
             missed = [gold_keys[key].to_dict() for key in gold_keys.keys() - predicted_keys.keys()]
             spurious = [predicted_keys[key].to_dict() for key in predicted_keys.keys() - gold_keys.keys()]
             if missed or spurious:
-                handle.write(json.dumps({"text": text, "missed": missed, "spurious": spurious}, ensure_ascii=False) + "\n")
+                handle.write(
+                    json.dumps({"text": text, "missed": missed, "spurious": spurious}, ensure_ascii=False) + "\n"
+                )
                 written += 1
     return written

@@ -15,8 +15,20 @@ from model.schema import Entity, Relation, Triple
 from training.data import Example
 
 PEOPLE = [
-    "Alice Moreau", "Daniel Okafor", "Mei Tanaka", "Carlos Ruiz", "Ingrid Holm", "Samuel Reyes", "Priya Nair",
-    "Lukas Brandt", "Fatima Haddad", "Oliver Grant", "Elena Petrova", "Jonas Berg", "Amara Diallo", "Tom Becker",
+    "Alice Moreau",
+    "Daniel Okafor",
+    "Mei Tanaka",
+    "Carlos Ruiz",
+    "Ingrid Holm",
+    "Samuel Reyes",
+    "Priya Nair",
+    "Lukas Brandt",
+    "Fatima Haddad",
+    "Oliver Grant",
+    "Elena Petrova",
+    "Jonas Berg",
+    "Amara Diallo",
+    "Tom Becker",
 ]
 CITIES = ["Lyon", "Nairobi", "Osaka", "Valencia", "Bergen", "Porto", "Leeds", "Quito", "Graz", "Adelaide", "Tartu"]
 COUNTRIES = ["France", "Kenya", "Japan", "Spain", "Norway", "Portugal", "England", "Ecuador", "Austria", "Estonia"]
@@ -51,7 +63,16 @@ TEMPLATES = [
     ("据报道，{zp}出生在{zc}。", [("zp", "出生地", "zc")]),
     ("{zp}加入了{zo}，该公司总部设在{zc}。", [("zp", "任职于", "zo"), ("zo", "总部", "zc")]),
 ]
-POOLS = {"p": PEOPLE, "q": PEOPLE, "c": CITIES, "n": COUNTRIES, "o": COMPANIES, "zp": ZH_PEOPLE, "zc": ZH_CITIES, "zo": ZH_COMPANIES}
+POOLS = {
+    "p": PEOPLE,
+    "q": PEOPLE,
+    "c": CITIES,
+    "n": COUNTRIES,
+    "o": COMPANIES,
+    "zp": ZH_PEOPLE,
+    "zc": ZH_CITIES,
+    "zo": ZH_COMPANIES,
+}
 
 
 def fill(template: str, values: dict[str, str]) -> tuple[str, dict[str, tuple[int, int]]]:
@@ -109,5 +130,9 @@ def write_jsonl(examples: list[Example], path: Path) -> None:
 def write_schema(path: Path) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for relation in RELATIONS:
-            row = {"predicate": relation.predicate, "subject_type": relation.subject_type, "object_type": relation.object_type}
+            row = {
+                "predicate": relation.predicate,
+                "subject_type": relation.subject_type,
+                "object_type": relation.object_type,
+            }
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")

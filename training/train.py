@@ -215,7 +215,9 @@ def train(
                 metrics = score([example.triples for example in dev_examples], predicted)
                 metrics["seconds"] = time.perf_counter() - evaluated
                 if metrics["f1"] > best["f1"]:
-                    best = {key: value for key, value in metrics.items() if key != "per_predicate"} | {"epoch": epoch + 1}
+                    best = {key: value for key, value in metrics.items() if key != "per_predicate"} | {
+                        "epoch": epoch + 1
+                    }
                     save_extractor(model, config, output)
                     (output / "dev_metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
             record = {

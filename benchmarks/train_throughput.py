@@ -1,0 +1,70 @@
+"""Training throughput of the real loop (forward, backward, AdamW, EMA) in sentences per second.
+
+    python benchmarks/train_throughput.py --shared ../shared [--sentences 1600] [--batch-size 16] [--repeats 3]
+
+Batches are padded to their longest sentence. Writes benchmarks/results/train_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from training.data import Summary, read_dataset, read_schema  # noqa: E402
+from training.train import LOG_FILE, TrainSettings, train  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "train_throughput.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--encoder", default="models/minilm-l6-h384-uncased")
+    parser.add_argument("--sentences", type=int, default=1600)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    data = args.shared / "data" / "webnlg_star_casrel"
+    examples = read_dataset(data / "train_triples.json")[0][: args.sentences]
+    relations = read_schema(data / "rel2id.json")
+    rates = []
+    for repeat in range(args.repeats):
+        with tempfile.TemporaryDirectory() as output:
+            settings = TrainSettings(epochs=1, batch_size=args.batch_size, device=args.device, seed=repeat)
+            train(
+                examples, examples[:32], relations, str(args.shared / args.encoder), Path(output), settings, Summary()
+            )
+            rates.append(json.loads((Path(output) / LOG_FILE).read_text().splitlines()[0])["train_sentences_per_s"])
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU, {os.cpu_count()} cores"
+    result = {
+        "encoder": args.encoder,
+        "batch_size": args.batch_size,
+        "sentences_per_epoch": len(examples),
+        "sentences_per_s_median": round(statistics.median(rates), 1),
+        "sentences_per_s_runs": [round(rate, 1) for rate in rates],
+        "device": name,
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results[f"{Path(args.encoder).name}-bs{args.batch_size}-{'gpu' if device.startswith('cuda') else 'cpu'}"] = result
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
