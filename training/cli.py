@@ -110,7 +110,7 @@ def command_evaluate(args: argparse.Namespace) -> None:
         f"F1 {metrics['partial_f1']:.4f}  ({metrics['seconds']:.1f} s)"
     )
     for predicate, figures in metrics["per_predicate"].items():
-        ratios = " ".join(f"{name} {figures[key]:.4f}" for name, key in (("P", "precision"), ("R", "recall"), ("F1", "f1")))
+        ratios = " ".join(f"{name} {figures[key]:.4f}" for name, key in zip("PRF", ("precision", "recall", "f1")))
         print(f"  {predicate:40s} {ratios} gold {figures['gold']}")
     if args.metrics_out:
         Path(args.metrics_out).write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
