@@ -64,7 +64,7 @@ class PointerExtractor(nn.Module):
         # An additive 4-D mask built here, not the 2-D one: ONNX tracing of transformers' own mask
         # handling can freeze the sequence length into the graph.
         dtype = self.subject_head.weight.dtype
-        additive = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+        additive = (1.0 - attention_mask.unsqueeze(1).unsqueeze(2).to(dtype)) * torch.finfo(dtype).min
         hidden = self.encoder(input_ids=input_ids, attention_mask=additive).last_hidden_state
         return hidden, self.subject_head(hidden)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 VALUE_SLOT = "@value"
 CONFIG_FILE = "extractor.json"
+ENCODER_FILE, OBJECTS_FILE = "encoder.onnx", "objects.onnx"  # the two graphs of an export folder
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,17 @@ class Thresholds:
 
 
 @dataclass
+class ExportInfo:
+    """What ``triplex export`` made: precision, the fusions the optimiser applied, parity measured."""
+
+    precision: str
+    fusions: dict[str, int]
+    fp32_max_difference: float
+    final_max_difference: float | None
+    onnxruntime: str
+
+
+@dataclass
 class ExtractorConfig:
     """Everything besides the encoder's own config that is needed to run a trained extractor."""
 
@@ -84,6 +96,8 @@ class ExtractorConfig:
     max_length: int = 256
     thresholds: Thresholds = field(default_factory=Thresholds)
     split_cjk: bool = True
+    window_stride: int = 64  # tokens shared by consecutive windows of a text longer than max_length
+    export: ExportInfo | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -100,4 +114,6 @@ class ExtractorConfig:
             max_length=raw["max_length"],
             thresholds=Thresholds(**raw["thresholds"]),
             split_cjk=raw["split_cjk"],
+            window_stride=raw.get("window_stride", 64),
+            export=ExportInfo(**raw["export"]) if raw.get("export") else None,
         )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
 # Han, kana, CJK punctuation and full-width forms: one token per character, as Chinese BERT does.
@@ -65,24 +65,36 @@ def load_tokenizer(directory: Path) -> Tokenizer:
     return tokenizer
 
 
+def to_encoded(text: str, encoding: Encoding) -> Encoded:
+    special = np.asarray(encoding.special_tokens_mask, dtype=bool)
+    starts = np.full(len(encoding.ids), -1, dtype=np.int64)
+    ends = np.full(len(encoding.ids), -1, dtype=np.int64)
+    for index, (start, end) in enumerate(encoding.offsets):
+        # SentencePiece offsets include the space before a word; entities never start with one
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if not special[index] and end > start:
+            starts[index], ends[index] = start, end
+    return Encoded(text, np.asarray(encoding.ids, dtype=np.int64), starts, ends)
+
+
+def encode_windows(tokenizer: Tokenizer, texts: list[str], max_length: int, stride: int) -> list[list[Encoded]]:
+    """Tokenize ``texts``; a text longer than ``max_length`` tokens (special tokens included) becomes
+    several windows that share ``stride`` tokens with their neighbours. Offsets are into the full text."""
+    if not 0 <= stride < max_length - 2:
+        raise ValueError(f"window stride {stride} must be at least 0 and below max length - 2 ({max_length - 2})")
+    tokenizer.enable_truncation(max_length, stride=stride)
+    return [
+        [to_encoded(text, window) for window in (encoding, *encoding.overflowing)]
+        for text, encoding in zip(texts, tokenizer.encode_batch(texts))
+    ]
+
+
 def encode(tokenizer: Tokenizer, texts: list[str], max_length: int) -> list[Encoded]:
-    """Tokenize ``texts``, cutting each at ``max_length`` tokens (special tokens included)."""
-    tokenizer.enable_truncation(max_length)
-    encoded = []
-    for text, encoding in zip(texts, tokenizer.encode_batch(texts)):
-        special = np.asarray(encoding.special_tokens_mask, dtype=bool)
-        starts = np.full(len(encoding.ids), -1, dtype=np.int64)
-        ends = np.full(len(encoding.ids), -1, dtype=np.int64)
-        for index, (start, end) in enumerate(encoding.offsets):
-            # SentencePiece offsets include the space before a word; entities never start with one
-            while start < end and text[start].isspace():
-                start += 1
-            while end > start and text[end - 1].isspace():
-                end -= 1
-            if not special[index] and end > start:
-                starts[index], ends[index] = start, end
-        encoded.append(Encoded(text, np.asarray(encoding.ids, dtype=np.int64), starts, ends))
-    return encoded
+    """Tokenize ``texts``, cutting each at ``max_length`` tokens (training: one window per sentence)."""
+    return [windows[0] for windows in encode_windows(tokenizer, texts, max_length, 0)]
 
 
 def pad(sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from model.network import load_extractor, torch_runners
-from model.tokenize import encode, load_tokenizer
+from model.pipeline import Extractor
+from model.tokenize import load_tokenizer
 from training.data import Summary, read_dataset, read_schema
-from training.evaluate import predict, score
+from training.evaluate import score
 from training.sample import RELATIONS, generate
 from training.train import TrainSettings, train
 
@@ -19,9 +20,12 @@ FAST = TrainSettings(epochs=60, batch_size=8, learning_rate=2e-3, head_learning_
 
 def fit_and_predict(examples, relations, encoder: Path, output: Path):
     best = train(examples, examples, relations, str(encoder), output, FAST, Summary(), log=lambda message: None)
-    model, config = load_extractor(output)
-    encoded = encode(load_tokenizer(output), [e.text for e in examples], config.max_length)
-    return best, predict(encoded, torch_runners(model), config)
+    return best, [found.triples for found in checkpoint_extractor(output).extract([e.text for e in examples])]
+
+
+def checkpoint_extractor(folder: Path) -> Extractor:
+    model, config = load_extractor(folder)
+    return Extractor(load_tokenizer(folder), config, *torch_runners(model))
 
 
 def assert_offsets_slice_text(examples, predicted) -> None:
@@ -72,6 +76,5 @@ def test_empty_text_gives_no_triples(tiny_encoder: Path, tmp_path: Path, text: s
     train(
         examples, examples, RELATIONS, str(tiny_encoder), tmp_path, TrainSettings(epochs=1), Summary(), lambda m: None
     )
-    model, config = load_extractor(tmp_path)
-    encoded = encode(load_tokenizer(tmp_path), [text], config.max_length)
-    assert predict(encoded, torch_runners(model), config) == [[]]
+    found = checkpoint_extractor(tmp_path).extract([text])
+    assert found[0].triples == [] and found[0].windows == 1

@@ -7,13 +7,18 @@ answer at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
 from model.schema import CONFIG_FILE
 from training.data import FORMATS, DataError, check_schema, derive_schema, find_schema, read_dataset, read_schema
+
+STREAM_CHUNK = 1024  # texts handed to the engine at a time by extract --input
 
 
 class CliError(Exception):
@@ -40,17 +45,27 @@ def check_model_dir(path: str) -> Path:
     return directory
 
 
-def load_model(path: str, device: str):
+def load_model(path: str, device: str, batch_size: int = 32):
+    """An ``Extractor`` over an export folder (ONNX Runtime) or a training checkpoint (PyTorch)."""
+    from service.engine import Engine, ExportError, is_export
+
+    if is_export(path):
+        try:
+            return Engine(path, provider=device, batch_size=batch_size).extractor
+        except ExportError as error:
+            raise CliError(str(error)) from None
+
     import torch
 
     from model.network import load_extractor, torch_runners
+    from model.pipeline import Extractor
     from model.tokenize import load_tokenizer
 
     directory = check_model_dir(path)
     model, config = load_extractor(directory)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch_runners(model.to(device)), config, load_tokenizer(directory)
+    return Extractor(load_tokenizer(directory), config, *torch_runners(model.to(device)), batch_size)
 
 
 def command_train(args: argparse.Namespace) -> None:
@@ -91,17 +106,14 @@ def command_train(args: argparse.Namespace) -> None:
 
 
 def command_evaluate(args: argparse.Namespace) -> None:
-    from training.evaluate import predict, score, write_errors
+    from training.evaluate import score, write_errors
 
-    runners, config, tokenizer = load_model(args.model, args.device)
+    extractor = load_model(args.model, args.device, args.batch_size)
     examples, _, format, summary = read_dataset(args.data, args.format)
     log(f"read {args.data} as {format}: {summary.line()}")
-    check_schema(config.relations, examples, Path(args.data))
-    from model.tokenize import encode
-
+    check_schema(extractor.config.relations, examples, Path(args.data))
     started = time.perf_counter()
-    encoded = encode(tokenizer, [example.text for example in examples], config.max_length)
-    predicted = predict(encoded, runners, config, args.batch_size, progress=True)
+    predicted = [found.triples for found in extractor.extract([example.text for example in examples], progress=True)]
     gold = [example.triples for example in examples]
     metrics = score(gold, predicted) | {"seconds": time.perf_counter() - started}
     print(
@@ -120,15 +132,54 @@ def command_evaluate(args: argparse.Namespace) -> None:
 
 
 def command_extract(args: argparse.Namespace) -> None:
-    from model.decode import extract
-    from model.tokenize import encode
-
-    runners, config, tokenizer = load_model(args.model, args.device)
-    if not args.text.strip():
-        print(json.dumps({"text": args.text, "triples": []}, ensure_ascii=False))
+    extractor = load_model(args.model, args.device, args.batch_size)
+    if args.text is not None:
+        found = extractor.extract([args.text])[0]
+        print(json.dumps(as_json(args.text, found), ensure_ascii=False, indent=2))
         return
-    triples = extract(encode(tokenizer, [args.text], config.max_length), *runners, config)[0]
-    print(json.dumps({"text": args.text, "triples": [t.to_dict() for t in triples]}, ensure_ascii=False, indent=2))
+    texts = read_texts(Path(args.input))
+    target = open(args.output, "w", encoding="utf-8") if args.output else contextlib.nullcontext(sys.stdout)  # noqa: SIM115
+    with target as output, tqdm(total=len(texts), desc="extract", unit="text", disable=not args.output) as bar:
+        for begin in range(0, len(texts), STREAM_CHUNK):
+            chunk = texts[begin : begin + STREAM_CHUNK]
+            for text, found in zip(chunk, extractor.extract(chunk)):
+                output.write(json.dumps(as_json(text, found), ensure_ascii=False) + "\n")
+            bar.update(len(chunk))
+
+
+def as_json(text: str, found) -> dict:
+    return {"text": text, "triples": [triple.to_dict() for triple in found.triples], "windows": found.windows}
+
+
+def read_texts(path: Path) -> list[str]:
+    """Texts from JSON lines: ``{"text": ...}`` objects or bare JSON strings."""
+    if not path.is_file():
+        raise CliError(f"{path}: no such file; check the path")
+    texts = []
+    with open(path, encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise CliError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+            text = item.get("text") if isinstance(item, dict) else item
+            if not isinstance(text, str):
+                raise CliError(f'{path}:{number}: expected a JSON string or an object with a "text" string')
+            texts.append(text)
+    return texts
+
+
+def command_export(args: argparse.Namespace) -> None:
+    check_model_dir(args.model)
+    from model.export import export
+
+    try:
+        info = export(Path(args.model), Path(args.output), args.precision, log)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    log(f"exported {args.precision} to {args.output} (fp32 parity {info.fp32_max_difference:.1e})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=command_train)
 
     evaluate = commands.add_parser("evaluate", help="precision, recall and F1 of a model on labelled data")
-    evaluate.add_argument("--model", required=True, help="trained model folder")
+    evaluate.add_argument("--model", required=True, help="export folder or trained model folder")
     evaluate.add_argument("--data", required=True, help="labelled data file")
     evaluate.add_argument("--format", help=formats)
     evaluate.add_argument("--metrics-out", help="write the metrics as JSON here")
@@ -172,11 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto")
     evaluate.set_defaults(run=command_evaluate)
 
-    extract = commands.add_parser("extract", help="print the triples of a text as JSON")
-    extract.add_argument("--model", required=True, help="trained model folder")
-    extract.add_argument("--text", required=True)
-    extract.add_argument("--device", default="auto")
+    extract = commands.add_parser("extract", help="print the triples of a text, or of a file of texts, as JSON")
+    extract.add_argument("--model", required=True, help="export folder or trained model folder")
+    source = extract.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="one text")
+    source.add_argument("--input", help='JSON lines of {"text": ...} or strings: the offline bulk path')
+    extract.add_argument("--output", help="JSON lines out (default: standard output)")
+    extract.add_argument("--batch-size", type=int, default=32)
+    extract.add_argument("--device", default="auto", help="auto, cpu or cuda (tensorrt for exports)")
     extract.set_defaults(run=command_extract)
+
+    export = commands.add_parser("export", help="export a trained model to ONNX, checked against PyTorch")
+    export.add_argument("--model", required=True, help="trained model folder")
+    export.add_argument("--output", required=True, help="export folder to write")
+    export.add_argument("--precision", default="fp32", help="fp32 (reference), fp16 (GPU) or int8 (CPU)")
+    export.set_defaults(run=command_export)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Prediction over many texts and P/R/F1 scoring (exact and partial match, per predicate, error lists)."""
+"""P/R/F1 scoring (exact and partial match, per predicate, error lists)."""
 
 from __future__ import annotations
 
@@ -6,30 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from tqdm import tqdm
-
-from model.decode import RunEncoder, RunObjects, extract
-from model.schema import ExtractorConfig, Triple
-from model.tokenize import Encoded
-
-
-def predict(
-    encoded: list[Encoded],
-    runners: tuple[RunEncoder, RunObjects],
-    config: ExtractorConfig,
-    batch_size: int = 64,
-    progress: bool = False,
-) -> list[list[Triple]]:
-    """Triples for every text, batched by similar length; results come back in input order."""
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
-    results: list[list[Triple]] = [[] for _ in encoded]
-    with tqdm(total=len(encoded), desc="extract", unit="sent", disable=not progress, leave=False) as bar:
-        for begin in range(0, len(order), batch_size):
-            chunk = order[begin : begin + batch_size]
-            for index, triples in zip(chunk, extract([encoded[i] for i in chunk], *runners, config)):
-                results[index] = triples
-            bar.update(len(chunk))
-    return results
+from model.schema import Triple
 
 
 def ratios(correct: int, predicted: int, gold: int) -> dict[str, float]:

@@ -18,10 +18,11 @@ from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from model.network import OBJECT_POWER, SUBJECT_POWER, PointerExtractor, load_encoder, save_extractor, torch_runners
+from model.pipeline import Extractor
 from model.schema import ExtractorConfig, Relation
 from model.tokenize import TOKENIZER_FILE, encode, split_cjk_characters
 from training.data import Example, Summary
-from training.evaluate import predict, score
+from training.evaluate import score
 from training.targets import collate, length_batches, make_features, pointer_loss
 
 STATE_FILE = "training_state.pt"
@@ -153,7 +154,6 @@ def train(
         tokenizer.save(str(output / TOKENIZER_FILE))
     train_encoded = encode(tokenizer, [example.text for example in train_examples], settings.max_length)
     features = make_features(train_examples, train_encoded, config.labels, summary)
-    dev_encoded = encode(tokenizer, [example.text for example in dev_examples], settings.max_length)
     log(f"training data: {summary.line()}")
 
     model = PointerExtractor(load_encoder(encoder_name), len(relations)).to(device)
@@ -211,8 +211,9 @@ def train(
             model.eval()
             with ema.applied(model):
                 evaluated = time.perf_counter()
-                predicted = predict(dev_encoded, torch_runners(model), config, settings.eval_batch_size, progress=True)
-                metrics = score([example.triples for example in dev_examples], predicted)
+                extractor = Extractor(tokenizer, config, *torch_runners(model), settings.eval_batch_size)
+                predicted = extractor.extract([example.text for example in dev_examples], progress=True)
+                metrics = score([example.triples for example in dev_examples], [p.triples for p in predicted])
                 metrics["seconds"] = time.perf_counter() - evaluated
                 if metrics["f1"] > best["f1"]:
                     best = {key: value for key, value in metrics.items() if key != "per_predicate"} | {

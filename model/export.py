@@ -1,0 +1,192 @@
+"""Export a trained extractor to two ONNX graphs, optimise them, and check them against PyTorch.
+
+graph 1, ``encoder.onnx``:  input_ids, attention_mask -> hidden, subject_probs
+graph 2, ``objects.onnx``:  hidden, subjects (N, 3: batch index, start, end) -> object_probs (N, L, R, 2)
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from model.network import OBJECT_POWER, SUBJECT_POWER, PointerExtractor, load_extractor, probabilities
+from model.schema import ENCODER_FILE, OBJECTS_FILE, ExportInfo
+from model.tokenize import TOKENIZER_FILE
+
+PRECISIONS = ("fp32", "fp16", "int8")
+OPSET = 17
+FP32_TOLERANCE = 1e-4
+
+
+class EncoderGraph(nn.Module):
+    def __init__(self, model: PointerExtractor) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, logits = self.model.encode(input_ids, attention_mask)
+        return hidden, probabilities(logits, SUBJECT_POWER)
+
+
+class ObjectsGraph(nn.Module):
+    def __init__(self, model: PointerExtractor) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, hidden: torch.Tensor, subjects: torch.Tensor) -> torch.Tensor:
+        return probabilities(self.model.object_logits(hidden, subjects), OBJECT_POWER)
+
+
+def sample_inputs(
+    vocab_size: int, batch: int, length: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random ids with ragged padding, and one subject per row: enough to catch shape-frozen graphs."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, vocab_size, (batch, length), generator=generator)
+    attention_mask = torch.ones(batch, length, dtype=torch.long)
+    for row in range(1, batch):
+        attention_mask[row, max(2, length - 3 * row) :] = 0
+    subjects = torch.tensor([[row, 1, min(2, length - 1)] for row in range(batch)], dtype=torch.long)
+    return input_ids, attention_mask, subjects
+
+
+def export_graphs(model: PointerExtractor, folder: Path) -> None:
+    # the eager attention graph is the pattern ONNX Runtime's optimiser fuses into one Attention op
+    model.encoder.set_attn_implementation("eager")
+    input_ids, attention_mask, subjects = sample_inputs(model.encoder.config.vocab_size, 2, 16, seed=0)
+    with torch.no_grad():
+        hidden, _ = model.encode(input_ids, attention_mask)
+    torch.onnx.export(
+        EncoderGraph(model),
+        (input_ids, attention_mask),
+        str(folder / ENCODER_FILE),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["hidden", "subject_probs"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "sequence"},
+            "attention_mask": {0: "batch", 1: "sequence"},
+            "hidden": {0: "batch", 1: "sequence"},
+            "subject_probs": {0: "batch", 1: "sequence"},
+        },
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    torch.onnx.export(
+        ObjectsGraph(model),
+        (hidden, subjects),
+        str(folder / OBJECTS_FILE),
+        input_names=["hidden", "subjects"],
+        output_names=["object_probs"],
+        dynamic_axes={
+            "hidden": {0: "batch", 1: "sequence"},
+            "subjects": {0: "subjects"},
+            "object_probs": {0: "subjects", 1: "sequence"},
+        },
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    model.eval()  # tracing can leave modules in training mode
+
+
+def optimize_encoder(path: Path, model: PointerExtractor, precision: str) -> dict[str, int]:
+    """ONNX Runtime's transformer fusions (attention, skip-LayerNorm, GELU...), then fp16 or int8."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    config = model.encoder.config
+    optimized = optimize_model(
+        str(path), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
+    )
+    fusions = {name: count for name, count in optimized.get_fused_operator_statistics().items() if count}
+    if precision == "fp16":
+        # keep_io_types: callers feed int64 ids and read float32; LayerNorm and Softmax run in fp32 inside
+        optimized.convert_float_to_float16(keep_io_types=True, op_block_list=["LayerNormalization", "Softmax"])
+    optimized.save_model_to_file(str(path))
+    return fusions
+
+
+def quantize(path: Path) -> None:
+    """Dynamic int8 quantization of the matrix multiplications, for CPU."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as scratch:
+        target = Path(scratch) / path.name
+        quantize_dynamic(
+            str(path),
+            str(target),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # fused ops have no inferred types
+        )
+        shutil.move(target, path)
+
+
+def check_parity(
+    model: PointerExtractor, folder: Path, tolerance: float, provider: str = "CPUExecutionProvider"
+) -> float:
+    """Largest difference between ONNX and PyTorch probabilities over several batch sizes and lengths."""
+    encoder = ort.InferenceSession(str(folder / ENCODER_FILE), providers=[provider])
+    objects = ort.InferenceSession(str(folder / OBJECTS_FILE), providers=[provider])
+    worst = 0.0
+    for seed, (batch, length) in enumerate([(1, 5), (2, 16), (3, 37), (8, 64), (1, 128)]):
+        input_ids, attention_mask, subjects = sample_inputs(model.encoder.config.vocab_size, batch, length, seed)
+        with torch.no_grad():
+            hidden, logits = model.encode(input_ids, attention_mask)
+            expected_subjects = probabilities(logits, SUBJECT_POWER).numpy()
+            expected_objects = probabilities(model.object_logits(hidden, subjects), OBJECT_POWER).numpy()
+        onnx_hidden, onnx_subjects = encoder.run(
+            None, {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+        )
+        (onnx_objects,) = objects.run(None, {"hidden": onnx_hidden, "subjects": subjects.numpy()})
+        valid = attention_mask.numpy().astype(bool)
+        worst = max(
+            worst,
+            float(np.abs(onnx_subjects - expected_subjects)[valid].max()),
+            float(np.abs(onnx_objects - expected_objects)[valid[subjects[:, 0].numpy()]].max()),
+        )
+    if worst > tolerance:
+        raise ValueError(
+            f"ONNX probabilities differ from PyTorch by {worst:.2e} (allowed {tolerance:.0e}); the export is not usable"
+        )
+    return worst
+
+
+def export(checkpoint: Path, output: Path, precision: str = "fp32", log: Callable[[str], None] = print) -> ExportInfo:
+    """Write a self-contained export folder; fails when the graphs do not match PyTorch."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
+    model, config = load_extractor(checkpoint)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    log("1/4 tracing the two graphs")
+    export_graphs(model, output)
+    log("2/4 checking fp32 graphs against PyTorch")
+    difference = check_parity(model, output, FP32_TOLERANCE)
+    log(f"    max abs difference {difference:.2e}")
+    log("3/4 optimising (transformer fusions)" + (f" and converting to {precision}" if precision != "fp32" else ""))
+    fusions = optimize_encoder(output / ENCODER_FILE, model, precision)
+    if precision == "int8":
+        quantize(output / ENCODER_FILE)
+        quantize(output / OBJECTS_FILE)
+    log(f"    fusions: {', '.join(f'{name} {count}' for name, count in fusions.items()) or 'none'}")
+    # reduced precision is judged by its F1 (triplex evaluate); here it must only run and stay close
+    final_tolerance = FP32_TOLERANCE if precision == "fp32" else 0.25
+    final_difference = None
+    if precision != "fp16" or "CUDAExecutionProvider" in ort.get_available_providers():
+        provider = "CUDAExecutionProvider" if precision == "fp16" else "CPUExecutionProvider"
+        log(f"4/4 checking the final graphs on {provider}")
+        final_difference = check_parity(model, output, final_tolerance, provider)
+        log(f"    max abs difference {final_difference:.2e}")
+    else:
+        log("4/4 skipped: fp16 graphs are meant for CUDA, which is not available here")
+    shutil.copy(Path(checkpoint) / TOKENIZER_FILE, output / TOKENIZER_FILE)
+    config.export = ExportInfo(precision, fusions, difference, final_difference, ort.__version__)
+    config.save(output)
+    return config.export
