@@ -28,6 +28,18 @@ def identity(triple: Triple) -> tuple:
     return triple.subject.start, triple.subject.end, triple.predicate, triple.object.start, triple.object.end, spans
 
 
+def owned_ranges(windows: list[Encoded]) -> list[tuple[float, float]]:
+    """The characters each window answers for: from the middle of the overlap with the previous window
+    to the middle of the overlap with the next. A triple is kept only from the window that owns its
+    first character, so it is judged where it has context on both sides, not where the window cuts it."""
+    cuts = []
+    for left, right in zip(windows, windows[1:]):
+        left_end, right_start = left.ends[left.content], right.starts[right.content]
+        cuts.append((int(left_end.max()) + int(right_start.min())) / 2 if left_end.size and right_start.size else 0.0)
+    bounds = [float("-inf"), *cuts, float("inf")]
+    return list(zip(bounds, bounds[1:]))
+
+
 class Extractor:
     def __init__(
         self,
@@ -47,18 +59,24 @@ class Extractor:
         return self.extract_windows(self.windows(texts), progress)
 
     def extract_windows(self, windows: list[list[Encoded]], progress: bool = False) -> list[Extraction]:
-        """Triples per text from its tokenized windows; a triple seen in two windows keeps its best score."""
+        """Triples per text from its tokenized windows; each triple is taken from the window that owns it."""
         flat = sorted(
-            ((index, window) for index, text_windows in enumerate(windows) for window in text_windows),
-            key=lambda pair: len(pair[1].ids),
+            (
+                (index, window, owned)
+                for index, text_windows in enumerate(windows)
+                for window, owned in zip(text_windows, owned_ranges(text_windows))
+            ),
+            key=lambda item: len(item[1].ids),
         )
         found: list[dict[tuple, Triple]] = [{} for _ in windows]
         with tqdm(total=len(flat), desc="extract", unit="window", disable=not progress, leave=False) as bar:
             for begin in range(0, len(flat), self.batch_size):
                 batch = flat[begin : begin + self.batch_size]
-                decoded = extract([window for _, window in batch], self.run_encoder, self.run_objects, self.config)
-                for (index, _), triples in zip(batch, decoded):
+                decoded = extract([window for _, window, _ in batch], self.run_encoder, self.run_objects, self.config)
+                for (index, _, (owned_from, owned_to)), triples in zip(batch, decoded):
                     for triple in triples:
+                        if not owned_from <= min(triple.subject.start, triple.object.start) < owned_to:
+                            continue
                         key = identity(triple)
                         if key not in found[index] or found[index][key].score < triple.score:
                             found[index][key] = triple
