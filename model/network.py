@@ -63,8 +63,13 @@ class PointerExtractor(nn.Module):
         """Hidden states (B, L, H) and subject start/end logits (B, L, 2)."""
         # An additive 4-D mask built here, not the 2-D one: ONNX tracing of transformers' own mask
         # handling can freeze the sequence length into the graph.
+        # Built as transformers 4 did (expand, invert, masked_fill) because that is a pattern ONNX
+        # Runtime's optimiser recognises and fuses into its Attention operator.
         dtype = self.subject_head.weight.dtype
-        additive = (1.0 - attention_mask.unsqueeze(1).unsqueeze(2).to(dtype)) * torch.finfo(dtype).min
+        length = input_ids.shape[1]
+        expanded = attention_mask.unsqueeze(1).unsqueeze(2).expand(-1, 1, length, -1).to(dtype)
+        inverted = 1.0 - expanded
+        additive = inverted.masked_fill(inverted.to(torch.bool), torch.finfo(dtype).min)
         hidden = self.encoder(input_ids=input_ids, attention_mask=additive).last_hidden_state
         return hidden, self.subject_head(hidden)
 
