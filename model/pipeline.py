@@ -28,16 +28,30 @@ def identity(triple: Triple) -> tuple:
     return triple.subject.start, triple.subject.end, triple.predicate, triple.object.start, triple.object.end, spans
 
 
-def owned_ranges(windows: list[Encoded]) -> list[tuple[float, float]]:
-    """The characters each window answers for: from the middle of the overlap with the previous window
-    to the middle of the overlap with the next. A triple is kept only from the window that owns its
-    first character, so it is judged where it has context on both sides, not where the window cuts it."""
-    cuts = []
-    for left, right in zip(windows, windows[1:]):
-        left_end, right_start = left.ends[left.content], right.starts[right.content]
-        cuts.append((int(left_end.max()) + int(right_start.min())) / 2 if left_end.size and right_start.size else 0.0)
+@dataclass(frozen=True)
+class Ownership:
+    """The characters a window answers for: from the middle of its overlap with the previous window
+    to the middle of the overlap with the next. A triple is taken from the window that owns its first
+    character, where it has context on both sides, or else from the next window when it runs past the
+    end of the owner (so only triples longer than the whole overlap can be lost)."""
+
+    start: float
+    end: float
+    previous_end: float  # where the previous window's text stops
+
+    def keeps(self, triple: Triple) -> bool:
+        first = min(triple.subject.start, triple.object.start)
+        last = max(triple.subject.end, triple.object.end)
+        return self.start <= first < self.end or (first < self.start and last > self.previous_end)
+
+
+def ownerships(windows: list[Encoded]) -> list[Ownership]:
+    starts = [float(w.starts[w.content].min()) if w.content.any() else 0.0 for w in windows]
+    ends = [float(w.ends[w.content].max()) if w.content.any() else 0.0 for w in windows]
+    cuts = [(end + start) / 2 for end, start in zip(ends, starts[1:])]
     bounds = [float("-inf"), *cuts, float("inf")]
-    return list(zip(bounds, bounds[1:]))
+    previous_ends = [float("inf"), *ends[:-1]]
+    return [Ownership(bounds[i], bounds[i + 1], previous_ends[i]) for i in range(len(windows))]
 
 
 class Extractor:
@@ -62,9 +76,9 @@ class Extractor:
         """Triples per text from its tokenized windows; each triple is taken from the window that owns it."""
         flat = sorted(
             (
-                (index, window, owned)
+                (index, window, owner)
                 for index, text_windows in enumerate(windows)
-                for window, owned in zip(text_windows, owned_ranges(text_windows))
+                for window, owner in zip(text_windows, ownerships(text_windows))
             ),
             key=lambda item: len(item[1].ids),
         )
@@ -73,9 +87,9 @@ class Extractor:
             for begin in range(0, len(flat), self.batch_size):
                 batch = flat[begin : begin + self.batch_size]
                 decoded = extract([window for _, window, _ in batch], self.run_encoder, self.run_objects, self.config)
-                for (index, _, (owned_from, owned_to)), triples in zip(batch, decoded):
+                for (index, _, owner), triples in zip(batch, decoded):
                     for triple in triples:
-                        if not owned_from <= min(triple.subject.start, triple.object.start) < owned_to:
+                        if not owner.keeps(triple):
                             continue
                         key = identity(triple)
                         if key not in found[index] or found[index][key].score < triple.score:

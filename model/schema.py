@@ -96,7 +96,7 @@ class ExtractorConfig:
     max_length: int = 256
     thresholds: Thresholds = field(default_factory=Thresholds)
     split_cjk: bool = True
-    window_stride: int = 64  # tokens shared by consecutive windows of a text longer than max_length
+    window_stride: int = 64  # tokens shared by consecutive windows of a long text; training sets max_length // 4
     export: ExportInfo | None = None
 
     @property

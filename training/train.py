@@ -148,7 +148,7 @@ def train(
     output.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
 
-    config = ExtractorConfig(relations, settings.max_length)
+    config = ExtractorConfig(relations, settings.max_length, window_stride=settings.max_length // 4)
     tokenizer = prepare_tokenizer(encoder_name, config.split_cjk)
     if main_process:
         tokenizer.save(str(output / TOKENIZER_FILE))
