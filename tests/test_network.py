@@ -42,3 +42,17 @@ def test_each_subject_conditions_its_own_row() -> None:
     alone = model.object_logits(hidden, torch.tensor([[1, 3, 4]]))
     assert torch.allclose(both[1], alone[0], atol=1e-6)
     assert not torch.allclose(both[0], both[1])
+
+
+def test_pointer_loss_is_finite_when_probabilities_saturate() -> None:
+    from training.targets import pointer_bce
+
+    logits = torch.tensor([-200.0, -20.0, 0.0, 20.0, 200.0], requires_grad=True)
+    for targets in (torch.zeros(5), torch.ones(5)):
+        for power in (2, 4):
+            loss = pointer_bce(logits, targets, power).sum()
+            (gradient,) = torch.autograd.grad(loss, logits)
+            assert torch.isfinite(loss) and torch.isfinite(gradient).all()
+    # a confident right answer costs almost nothing, a confident wrong one a lot
+    assert pointer_bce(torch.tensor([200.0]), torch.ones(1), 4).item() < 1e-6
+    assert pointer_bce(torch.tensor([200.0]), torch.zeros(1), 4).item() > 10

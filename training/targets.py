@@ -110,8 +110,10 @@ def length_batches(features: list[Feature], batch_size: int, rng: random.Random)
 def pointer_bce(logits: torch.Tensor, targets: torch.Tensor, power: int) -> torch.Tensor:
     """Binary cross-entropy on p = sigmoid(logits) ** power, computed in log space."""
     log_p = power * F.logsigmoid(logits.float())
-    # log(1 - p) = log(1 - exp(log_p)), stable on both sides of log 2
-    log_not_p = torch.where(log_p > -0.693, torch.log(-torch.expm1(log_p)), torch.log1p(-torch.exp(log_p)))
+    # log(1 - p) = log(1 - exp(log_p)), stable on both sides of log 2. p is kept below 1: at p == 1
+    # log(1 - p) is -inf, and 0 * -inf (in the loss, or in torch.where's unused branch) is NaN.
+    capped = log_p.clamp(max=-1e-6)
+    log_not_p = torch.where(capped > -0.693, torch.log(-torch.expm1(capped)), torch.log1p(-torch.exp(capped)))
     return -(targets * log_p + (1 - targets) * log_not_p)
 
 

@@ -184,13 +184,17 @@ def train(
         batches = length_batches(features, settings.batch_size, random.Random(settings.seed + epoch))
         batches = batches[: batches_per_epoch * world][rank::world]  # same count on every rank
         model.train()
-        started, sentences, loss_sum = time.perf_counter(), 0, 0.0
+        started, sentences, loss_sum, skipped = time.perf_counter(), 0, 0.0, 0
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{settings.epochs}", unit="batch", disable=not main_process)
         for step, batch_features in enumerate(bar):
             batch = collate(batch_features, len(relations)).to(device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 subject_logits, object_logits = trained(batch.input_ids, batch.attention_mask, batch.subjects)
             loss = pointer_loss(subject_logits, object_logits, batch, SUBJECT_POWER, OBJECT_POWER)
+            if not torch.isfinite(loss):  # never let one bad batch poison the weights
+                skipped += 1
+                optimizer.zero_grad(set_to_none=True)
+                continue
             scaler.scale(loss / settings.accumulate).backward()
             if (step + 1) % settings.accumulate == 0 or step + 1 == len(batches):
                 scaler.unscale_(optimizer)
@@ -206,6 +210,8 @@ def train(
             bar.set_postfix(loss=f"{loss_sum / (step + 1):.4f}", sent_s=f"{rate:.1f}")
         bar.close()
         train_seconds = time.perf_counter() - started
+        if skipped:
+            log(f"epoch {epoch + 1}: skipped {skipped} batches whose loss was not finite")
 
         if main_process:
             model.eval()

@@ -1,0 +1,83 @@
+"""The API contract (pydantic models)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ExtractRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"text": "Ada Lovelace was born in London."}]}
+    )
+
+    text: str | None = Field(None, description="one text")
+    texts: list[str] | None = Field(None, min_length=1, description="several texts, answered in order")
+
+    @model_validator(mode="after")
+    def one_of_text_or_texts(self) -> ExtractRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError('give exactly one of "text" or "texts"')
+        return self
+
+    @property
+    def all_texts(self) -> list[str]:
+        return [self.text] if self.text is not None else list(self.texts or [])
+
+
+class EntityOut(BaseModel):
+    text: str
+    start: int = Field(description="character offset in the submitted text")
+    end: int = Field(description="end offset, exclusive: text[start:end] is the entity")
+    type: str
+
+
+class TripleOut(BaseModel):
+    subject: EntityOut
+    predicate: str
+    object: EntityOut
+    score: float
+    qualifiers: dict[str, EntityOut] | None = Field(None, description="extra slots of a complex object (DuIE 2.0)")
+
+
+class TextResult(BaseModel):
+    triples: list[TripleOut]
+    windows: int = Field(
+        description="windows the text was cut into; above 1 for texts longer than the model's max length"
+    )
+
+
+class ExtractResponse(BaseModel):
+    results: list[TextResult]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class RelationOut(BaseModel):
+    predicate: str
+    subject_type: str
+    object_type: str
+    slot: str
+
+
+class SchemaResponse(BaseModel):
+    predicates: list[str]
+    entity_types: list[str]
+    relations: list[RelationOut]
+
+
+class ModelResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    precision: str
+    provider: str
+    max_length: int
+    window_stride: int
+    fusions: dict[str, int]

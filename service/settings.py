@@ -1,0 +1,27 @@
+"""Service settings: environment variables with the prefix ``TRIPLEX_`` (flags of ``triplex serve`` set them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRIPLEX_", extra="ignore")
+
+    model_dir: Path = Field(Path("export"), description="export folder written by `triplex export`")
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 in the container)")
+    port: int = Field(8000, description="port to listen on")
+    workers: int = Field(1, ge=1, description="server processes, each with its own engine and batcher")
+    provider: str = Field("auto", description="auto, cuda, tensorrt or cpu")
+    threads: int = Field(0, ge=0, description="CPU threads per engine (0: one per core)")
+    max_batch_size: int = Field(32, ge=1, description="windows per engine call; 1 disables batching")
+    max_batch_tokens: int = Field(16384, ge=1, description="padded tokens per engine call")
+    max_wait_ms: float = Field(2.0, ge=0, description="how long a thin queue waits for more requests")
+    max_queue: int = Field(1024, ge=1, description="texts waiting at most; beyond it requests get 429")
+    max_text_chars: int = Field(100_000, ge=1, description="characters per text; longer texts get 413")
+    max_texts: int = Field(64, ge=1, description="texts per request; more get 413")
+    request_timeout_s: float = Field(30.0, gt=0, description="a request waiting longer gets 504")
+    api_key: SecretStr | None = Field(None, description="when set, requests need `Authorization: Bearer <key>`")
