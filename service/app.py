@@ -1,6 +1,5 @@
 """The FastAPI application: thin routes over the engine and the batcher."""
 
-from __future__ import annotations
 
 import asyncio
 import contextlib

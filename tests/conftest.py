@@ -11,7 +11,10 @@ from tokenizers import BertWordPieceTokenizer
 from tokenizers.processors import BertProcessing
 from transformers import BertConfig, BertModel
 
-from training.sample import generate
+from model.export import export
+from training.data import Summary
+from training.sample import RELATIONS, generate
+from training.train import TrainSettings, train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 EXTRA_TEXT = [
@@ -59,3 +62,18 @@ def make_tiny_encoder(folder: Path, texts: list[str]) -> Path:
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     texts = [example.text for example in generate(400, seed=123)] + EXTRA_TEXT
     return make_tiny_encoder(tmp_path_factory.mktemp("tiny-bert"), texts)
+
+
+OVERFIT = TrainSettings(
+    epochs=60, batch_size=8, learning_rate=2e-3, head_learning_rate=5e-3, warmup=0.05, ema_decay=0.9
+)
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny model that has learnt the sample sentences (checkpoint) and its fp32 export."""
+    checkpoint, exported = tmp_path_factory.mktemp("checkpoint"), tmp_path_factory.mktemp("export")
+    examples = generate(40, seed=7)
+    train(examples, examples, RELATIONS, str(tiny_encoder), checkpoint, OVERFIT, Summary(), log=lambda m: None)
+    export(checkpoint, exported, "fp32", log=lambda m: None)
+    return checkpoint, exported

@@ -17,21 +17,9 @@ from service.engine import Engine, ExportError
 from training.data import Example, Summary
 from training.evaluate import score
 from training.sample import RELATIONS, generate
-from training.train import TrainSettings, train
+from training.train import train
 
-SETTINGS = TrainSettings(
-    epochs=60, batch_size=8, learning_rate=2e-3, head_learning_rate=5e-3, warmup=0.05, ema_decay=0.9
-)
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A tiny model that has learnt the sample sentences, and its fp32 export."""
-    checkpoint, exported = tmp_path_factory.mktemp("checkpoint"), tmp_path_factory.mktemp("export")
-    examples = generate(40, seed=7)
-    train(examples, examples, RELATIONS, str(tiny_encoder), checkpoint, SETTINGS, Summary(), log=lambda m: None)
-    export(checkpoint, exported, "fp32", log=lambda m: None)
-    return checkpoint, exported
+from .conftest import OVERFIT
 
 
 def torch_extractor(checkpoint: Path) -> Extractor:
@@ -99,7 +87,7 @@ def test_long_text_finds_triples_across_windows_once(tiny_encoder: Path, tmp_pat
     # A tiny random model memorises positions rather than reading, so it learns the windows the
     # engine will cut; what is tested is the cutting, the offsets and the merging.
     examples = window_examples(text, gold, windows)
-    settings = dataclasses.replace(SETTINGS, max_length=max_length, epochs=150)
+    settings = dataclasses.replace(OVERFIT, max_length=max_length, epochs=150)
     train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path / "model", settings, Summary(), lambda m: None)
     export(tmp_path / "model", tmp_path / "export", "fp32", log=lambda m: None)
     config = ExtractorConfig.load(tmp_path / "export")

@@ -238,10 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", required=True, help="export folder to write")
     export.add_argument("--precision", default="fp32", help="fp32 (reference), fp16 (GPU) or int8 (CPU)")
     export.set_defaults(run=command_export)
+
+    commands.add_parser("serve", help="serve an export folder over HTTP (see 'triplex serve --help')")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # the service parses its own flags and needs no training code
+        from service.__main__ import serve
+
+        return serve(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         args.run(args)

@@ -148,15 +148,18 @@ def train(
     output.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
 
-    config = ExtractorConfig(relations, settings.max_length, window_stride=settings.max_length // 4)
+    model = PointerExtractor(load_encoder(encoder_name), len(relations)).to(device)
+    max_length = min(settings.max_length, model.encoder.config.max_position_embeddings)
+    if max_length < settings.max_length:
+        log(f"max length {settings.max_length} is more than the encoder's {max_length} positions; using {max_length}")
+    config = ExtractorConfig(relations, max_length, window_stride=max_length // 4)
     tokenizer = prepare_tokenizer(encoder_name, config.split_cjk)
     if main_process:
         tokenizer.save(str(output / TOKENIZER_FILE))
-    train_encoded = encode(tokenizer, [example.text for example in train_examples], settings.max_length)
+    train_encoded = encode(tokenizer, [example.text for example in train_examples], max_length)
     features = make_features(train_examples, train_encoded, config.labels, summary)
     log(f"training data: {summary.line()}")
 
-    model = PointerExtractor(load_encoder(encoder_name), len(relations)).to(device)
     optimizer = make_optimizer(model, settings)
     batches_per_epoch = len(features) // (settings.batch_size * world) or 1
     steps_per_epoch = math.ceil(batches_per_epoch / settings.accumulate)

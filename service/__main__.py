@@ -1,0 +1,55 @@
+"""``python -m service``: run the API with uvicorn, settings from ``TRIPLEX_*`` variables and flags.
+
+This is what the container runs; it imports neither PyTorch nor the training code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import uvicorn
+
+from service.engine import ExportError, is_export
+from service.settings import Settings
+
+
+def serve(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="triplex serve", description="Serve an export folder over HTTP.")
+    parser.add_argument("--model", help="export folder (TRIPLEX_MODEL_DIR)")
+    parser.add_argument("--host", help="address to listen on (TRIPLEX_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (TRIPLEX_PORT, default 8000)")
+    parser.add_argument("--workers", type=int, help="server processes (TRIPLEX_WORKERS, default 1)")
+    parser.add_argument("--provider", help="auto, cuda, tensorrt or cpu (TRIPLEX_PROVIDER)")
+    args = parser.parse_args(argv)
+    # flags win over the environment; worker processes read the environment
+    for name in ("model", "host", "port", "workers", "provider"):
+        value = getattr(args, name)
+        if value is not None:
+            os.environ[f"TRIPLEX_{'MODEL_DIR' if name == 'model' else name.upper()}"] = str(value)
+    try:
+        settings = Settings()
+    except ValueError as error:
+        print(f"triplex: error: bad setting: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if not is_export(settings.model_dir):
+        error = ExportError(
+            f"'{settings.model_dir}' is not an export folder; run 'triplex export' or set TRIPLEX_MODEL_DIR"
+        )
+        print(f"triplex: error: {error}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        timeout_graceful_shutdown=int(settings.request_timeout_s) + 1,
+        log_level="info",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve())
