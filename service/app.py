@@ -1,6 +1,5 @@
 """The FastAPI application: thin routes over the engine and the batcher."""
 
-
 import asyncio
 import contextlib
 import secrets

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import BertWordPieceTokenizer
-from tokenizers.processors import BertProcessing
-from transformers import BertConfig, BertModel
 
 from model.export import export
 from training.data import Summary
+from training.demo import build_encoder
 from training.sample import RELATIONS, generate
 from training.train import TrainSettings, train
 
@@ -35,33 +32,10 @@ def shared_path(relative: str) -> Path:
 torch.set_num_threads(1)  # tiny models gain nothing from more, and CI machines have 2 cores
 
 
-def make_tiny_encoder(folder: Path, texts: list[str]) -> Path:
-    """A 2-layer, 64-wide BERT with random weights and a WordPiece vocabulary learnt from ``texts``."""
-    tokenizer = BertWordPieceTokenizer(lowercase=True)
-    tokenizer.train_from_iterator(texts, vocab_size=1500, min_frequency=1)
-    tokenizer.post_processor = BertProcessing(
-        ("[SEP]", tokenizer.token_to_id("[SEP]")), ("[CLS]", tokenizer.token_to_id("[CLS]"))
-    )
-    tokenizer.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
-    )
-    config = BertConfig(
-        vocab_size=tokenizer.get_vocab_size(),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=128,
-    )
-    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     texts = [example.text for example in generate(400, seed=123)] + EXTRA_TEXT
-    return make_tiny_encoder(tmp_path_factory.mktemp("tiny-bert"), texts)
+    return build_encoder(tmp_path_factory.mktemp("tiny-bert"), texts)
 
 
 OVERFIT = TrainSettings(

@@ -9,11 +9,12 @@ from model.network import load_extractor, torch_runners
 from model.pipeline import Extractor
 from model.tokenize import load_tokenizer
 from training.data import Summary, read_dataset, read_schema
+from training.demo import build_encoder
 from training.evaluate import score
 from training.sample import RELATIONS, generate
 from training.train import TrainSettings, train
 
-from .conftest import make_tiny_encoder, shared_path
+from .conftest import shared_path
 
 FAST = TrainSettings(epochs=60, batch_size=8, learning_rate=2e-3, head_learning_rate=5e-3, warmup=0.05, ema_decay=0.9)
 
@@ -52,7 +53,7 @@ def test_overfits_real_webnlg_sentences(tmp_path: Path) -> None:
     folder = shared_path("data/webnlg_star_casrel")
     examples = read_dataset(folder / "train_triples.json")[0][:30]
     relations = read_schema(folder / "rel2id.json")
-    encoder = make_tiny_encoder(tmp_path / "encoder", [example.text for example in examples])
+    encoder = build_encoder(tmp_path / "encoder", [example.text for example in examples])
     best, predicted = fit_and_predict(examples, relations, encoder, tmp_path / "model")
     assert score([e.triples for e in examples], predicted)["f1"] == 1.0
     assert_offsets_slice_text(examples, predicted)

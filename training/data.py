@@ -40,7 +40,17 @@ class Summary:
     counts: Counter = field(default_factory=Counter)
 
     def line(self) -> str:
-        order = ("sentences", "triples", "kept", "repeated_entity", "case_mismatch", "not_found", "duplicate")
+        order = (
+            "sentences",
+            "triples",
+            "kept",
+            "repeated_entity",
+            "case_mismatch",
+            "not_found",
+            "duplicate",
+            "truncated",
+            "not_token_aligned",
+        )
         return ", ".join(f"{key.replace('_', ' ')} {self.counts[key]}" for key in order if key in self.counts)
 
 

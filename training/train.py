@@ -158,7 +158,7 @@ def train(
         tokenizer.save(str(output / TOKENIZER_FILE))
     train_encoded = encode(tokenizer, [example.text for example in train_examples], max_length)
     features = make_features(train_examples, train_encoded, config.labels, summary)
-    log(f"training data: {summary.line()}")
+    log(f"training data: {len(features)} sentences; {summary.line() or 'every triple placed'}")
 
     optimizer = make_optimizer(model, settings)
     batches_per_epoch = len(features) // (settings.batch_size * world) or 1

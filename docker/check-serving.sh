@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Serve an export from a fresh virtual environment holding only the serving dependencies (what the
+# images install, with onnxruntime for CPU), started with the entrypoint's exact command, and check
+# that it answers. Needs the development environment (.venv) to build a small export first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$(mktemp -d)
+trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+.venv/bin/python -m training.demo --output "$work/demo" --sentences 600 --epochs 3 2>/dev/null
+python3 -m venv "$work/serve"
+"$work/serve/bin/pip" install --quiet "onnxruntime>=1.18" -r docker/requirements-serve.txt
+if "$work/serve/bin/python" -c "import torch" 2>/dev/null; then
+    echo "check-serving: torch is installed in the serving environment" >&2; exit 1
+fi
+port=$("$work/serve/bin/python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+PATH="$work/serve/bin:$PATH" PYTHONPATH="$PWD" TRIPLEX_MODEL_DIR="$work/demo/export" TRIPLEX_PORT="$port" \
+    TRIPLEX_PROVIDER=cpu docker/entrypoint.sh > "$work/server.log" 2>&1 &
+server=$!
+for _ in $(seq 100); do
+    curl -sf "127.0.0.1:$port/health/ready" > /dev/null && break
+    sleep 0.2
+done
+answer=$(curl -sf "127.0.0.1:$port/v1/extract" -H 'content-type: application/json' \
+    -d '{"text": "Alice Moreau, who was born in Osaka, works for Kestrel Foods."}')
+echo "check-serving: $answer"
+echo "$answer" | grep -q '"predicate":"born_in"' || { cat "$work/server.log"; exit 1; }
+echo "check-serving: the serving-only environment answers"
