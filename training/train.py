@@ -257,5 +257,8 @@ def train(
         if world > 1:
             dist.barrier()
     if world > 1:
+        shared = [best]
+        dist.broadcast_object_list(shared, src=0)  # every rank reports rank 0's result
+        best = shared[0]
         dist.destroy_process_group()
     return best
