@@ -30,32 +30,18 @@ def sample_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def trained(sample_files: dict[str, Path], tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cli_model(sample_files: dict[str, Path], tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("model")
-    result = triplex(
-        "train",
-        "--train",
-        str(sample_files["train"]),
-        "--dev",
-        str(sample_files["dev"]),
-        "--encoder",
-        str(tiny_encoder),
-        "--output",
-        str(output),
-        "--epochs",
-        "40",
-        "--lr",
-        "2e-3",
-        "--head-lr",
-        "5e-3",
-        "--ema-decay",
-        "0.9",
-        "--batch-size",
-        "8",
-    )
+    extra = ["--epochs", "40", "--lr", "2e-3", "--head-lr", "5e-3", "--ema-decay", "0.9", "--batch-size", "8"]
+    result = triplex(*train_args(sample_files, tiny_encoder, output, *extra))
     assert result.returncode == 0, result.stderr
     assert "schema: 7 relations from" in result.stderr and "best dev F1" in result.stderr
     return output
+
+
+def train_args(files: dict[str, Path], encoder: Path, output: Path, *extra: str) -> list[str]:
+    return ["train", "--train", str(files["train"]), "--dev", str(files["dev"]), "--encoder", str(encoder),
+            "--output", str(output), *extra]  # fmt: skip
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -67,12 +53,12 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
         assert fragment in lines[-1]
 
 
-def test_evaluate_writes_metrics_and_errors(trained: Path, sample_files: dict[str, Path], tmp_path: Path) -> None:
+def test_evaluate_writes_metrics_and_errors(cli_model: Path, sample_files: dict[str, Path], tmp_path: Path) -> None:
     metrics_file, errors_file = tmp_path / "metrics.json", tmp_path / "errors.jsonl"
     result = triplex(
         "evaluate",
         "--model",
-        str(trained),
+        str(cli_model),
         "--data",
         str(sample_files["dev"]),
         "--metrics-out",
@@ -92,7 +78,7 @@ def test_evaluate_writes_metrics_and_errors(trained: Path, sample_files: dict[st
 
 def test_extract_prints_triples_with_offsets(trained: Path) -> None:
     text = "Alice Moreau, who was born in Osaka, works for Kestrel Foods."
-    result = triplex("extract", "--model", str(trained), "--text", text)
+    result = triplex("extract", "--model", str(cli_model), "--text", text)
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
     found = {(t["subject"]["text"], t["predicate"], t["object"]["text"]) for t in output["triples"]}
@@ -106,27 +92,9 @@ def test_extract_prints_triples_with_offsets(trained: Path) -> None:
 def test_distributed_training_with_two_cpu_processes(
     sample_files: dict[str, Path], tiny_encoder: Path, tmp_path: Path
 ) -> None:
-    result = triplex(
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "training.cli",
-        "train",
-        "--train",
-        str(sample_files["train"]),
-        "--dev",
-        str(sample_files["dev"]),
-        "--encoder",
-        str(tiny_encoder),
-        "--output",
-        str(tmp_path),
-        "--epochs",
-        "2",
-        "--device",
-        "cpu",
-        module=("-m", "torch.distributed.run"),
-    )
+    distributed = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "training.cli")
+    args = train_args(sample_files, tiny_encoder, tmp_path, "--epochs", "2", "--device", "cpu")
+    result = triplex(*args, module=distributed)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distributed: 2 processes, backend gloo" in result.stderr
     log = [json.loads(line) for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
