@@ -76,7 +76,7 @@ def test_evaluate_writes_metrics_and_errors(cli_model: Path, sample_files: dict[
         assert record["missed"] or record["spurious"]
 
 
-def test_extract_prints_triples_with_offsets(trained: Path) -> None:
+def test_extract_prints_triples_with_offsets(cli_model: Path) -> None:
     text = "Alice Moreau, who was born in Osaka, works for Kestrel Foods."
     result = triplex("extract", "--model", str(cli_model), "--text", text)
     assert result.returncode == 0, result.stderr
