@@ -260,5 +260,9 @@ def train(
         shared = [best]
         dist.broadcast_object_list(shared, src=0)  # every rank reports rank 0's result
         best = shared[0]
+        # Free the DDP wrapper while the process group is still registered: if its reducer held the
+        # last reference, gloo's destructor would join a thread that waits for our GIL (a deadlock).
+        del trained
+        dist.barrier()
         dist.destroy_process_group()
     return best
