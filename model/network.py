@@ -63,12 +63,14 @@ class PointerExtractor(nn.Module):
         """Hidden states (B, L, H) and subject start/end logits (B, L, 2)."""
         # An additive 4-D mask built here, not the 2-D one: ONNX tracing of transformers' own mask
         # handling can freeze the sequence length into the graph.
-        # Built as transformers 4 did (expand, invert, masked_fill) because that is a pattern ONNX
-        # Runtime's optimiser recognises and fuses into its Attention operator.
+        # For export it is built as transformers 4 did (expand, invert, masked_fill): that is the
+        # pattern ONNX Runtime's optimiser fuses into its Attention operator. Training keeps the
+        # cheaper broadcast form; both give the same numbers.
         dtype = self.subject_head.weight.dtype
-        length = input_ids.shape[1]
-        expanded = attention_mask.unsqueeze(1).unsqueeze(2).expand(-1, 1, length, -1).to(dtype)
-        inverted = 1.0 - expanded
+        mask = attention_mask.unsqueeze(1).unsqueeze(2)
+        if torch.onnx.is_in_onnx_export():
+            mask = mask.expand(-1, 1, input_ids.shape[1], -1)
+        inverted = 1.0 - mask.to(dtype)
         additive = inverted.masked_fill(inverted.to(torch.bool), torch.finfo(dtype).min)
         hidden = self.encoder(input_ids=input_ids, attention_mask=additive).last_hidden_state
         return hidden, self.subject_head(hidden)

@@ -44,6 +44,14 @@ def choose_providers(provider: str) -> list[str]:
     return chain + [PROVIDERS["cpu"]] if provider != "cpu" else chain
 
 
+def session_options(threads: int, spinning: bool) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # 0: one per core
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return options
+
+
 class Engine:
     """Extracts triples with an exported model; ``extract`` takes a batch of texts."""
 
@@ -54,15 +62,19 @@ class Engine:
             raise ExportError(
                 f"'{folder}' is not an export folder (missing {', '.join(missing)}); run 'triplex export'"
             )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # 0: one per core
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = choose_providers(provider)
         try:
             self.config = ExtractorConfig.load(folder)
             tokenizer = load_tokenizer(folder)
-            self.encoder = ort.InferenceSession(str(folder / ENCODER_FILE), options, providers=providers)
-            self.objects = ort.InferenceSession(str(folder / OBJECTS_FILE), options, providers=providers)
+            self.encoder = ort.InferenceSession(
+                str(folder / ENCODER_FILE), session_options(threads, True), providers=providers
+            )
+            # Each session has its own thread pool, whose threads spin after a run; the small objects
+            # graph must not spin, or on few cores it steals them from the next encoder run (measured:
+            # 108 -> 179 sentences/s at batch 1 on 2 cores).
+            self.objects = ort.InferenceSession(
+                str(folder / OBJECTS_FILE), session_options(threads, False), providers=providers
+            )
         except Exception as error:  # corrupt files surface as many different onnxruntime/json errors
             raise ExportError(f"cannot load the export in '{folder}': {str(error).splitlines()[0]}") from None
         self.folder = folder

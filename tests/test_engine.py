@@ -40,7 +40,7 @@ def test_onnx_gives_the_same_triples_as_pytorch(trained: tuple[Path, Path]) -> N
         assert all(abs(a.score - b.score) < 1e-4 for a, b in zip(e.triples, g.triples))
     info = json.loads((exported / "extractor.json").read_text())["export"]
     assert info["precision"] == "fp32" and info["fp32_max_difference"] <= 1e-4
-    assert info["fusions"].get("SkipLayerNormalization", 0) > 0
+    assert info["fusions"].get("SkipLayerNormalization", 0) > 0 and info["fusions"].get("Attention", 0) == 2
 
 
 def test_int8_export_runs_and_stays_accurate(trained: tuple[Path, Path], tmp_path: Path) -> None:

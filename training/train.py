@@ -57,8 +57,8 @@ class EMA:
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for name, parameter in model.named_parameters():
-            self.shadow[name].lerp_(parameter.detach().float(), 1 - decay)
+        parameters = [parameter.detach().float() for _, parameter in model.named_parameters()]
+        torch._foreach_lerp_(list(self.shadow.values()), parameters, 1 - decay)
 
     @contextlib.contextmanager
     def applied(self, model: torch.nn.Module) -> Iterator[None]:
