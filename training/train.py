@@ -224,7 +224,7 @@ def train(
                 predicted = extractor.extract([example.text for example in dev_examples], progress=True)
                 metrics = score([example.triples for example in dev_examples], [p.triples for p in predicted])
                 metrics["seconds"] = time.perf_counter() - evaluated
-                if metrics["f1"] > best["f1"]:
+                if metrics["f1"] >= best["f1"]:  # on a tie the later, longer-trained weights
                     best = {key: value for key, value in metrics.items() if key != "per_predicate"} | {
                         "epoch": epoch + 1
                     }
