@@ -9,23 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from common import ROOT, machine, merge_results
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from training.data import Summary, read_dataset, read_schema  # noqa: E402
-from training.train import LOG_FILE, TrainSettings, train  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "train_throughput.json"
+from training.data import Summary, read_dataset, read_schema
+from training.train import LOG_FILE, TrainSettings, train
 
 
 def main() -> None:
@@ -50,7 +43,7 @@ def main() -> None:
             )
             rates.append(json.loads((Path(output) / LOG_FILE).read_text().splitlines()[0])["train_sentences_per_s"])
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU, {os.cpu_count()} cores"
+    on_gpu = device.startswith("cuda")
     result = {
         "encoder": args.encoder,
         "batch_size": args.batch_size,
@@ -58,14 +51,13 @@ def main() -> None:
         "measured": "second of two epochs, forward + backward + AdamW + EMA, batches padded to their longest",
         "sentences_per_s_median": round(statistics.median(rates), 1),
         "sentences_per_s_runs": [round(rate, 1) for rate in rates],
-        "device": name,
-        "machine": platform.machine(),
+        "device": torch.cuda.get_device_name() if on_gpu else f"CPU only: {machine()}",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results[f"{Path(args.encoder).name}-bs{args.batch_size}-{'gpu' if device.startswith('cuda') else 'cpu'}"] = result
-    RESULTS.write_text(json.dumps(results, indent=2))
+    merge_results(
+        "train_throughput", {f"{Path(args.encoder).name}-bs{args.batch_size}-{'gpu' if on_gpu else 'cpu'}": result}
+    )
     print(json.dumps(result, indent=2))
 
 
