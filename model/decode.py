@@ -44,24 +44,21 @@ def merge_slots(triples: list[Triple], relations: dict[str, Relation]) -> list[T
     main (``@value``) triples of the same subject and predicate, taking the candidate nearest to the
     main object when there are several; slots without a main triple are dropped.
     """
-    merged = []
+    main, extra = [], {}
     for triple in triples:
         relation = relations[triple.predicate]
-        if relation.slot != VALUE_SLOT:
-            continue
-        qualifiers = []
-        for slot_relation in relations.values():
-            if slot_relation.predicate != relation.predicate or slot_relation.slot == VALUE_SLOT:
-                continue
-            candidates = [
-                other.object
-                for other in triples
-                if other.predicate == slot_relation.label and other.subject == triple.subject
-            ]
-            if candidates:
-                nearest = min(candidates, key=lambda entity: abs(entity.start - triple.object.start))
-                qualifiers.append((slot_relation.slot, nearest))
-        merged.append(Triple(triple.subject, relation.predicate, triple.object, triple.score, tuple(qualifiers)))
+        if relation.slot == VALUE_SLOT:
+            main.append((triple, relation))
+        else:
+            extra.setdefault((triple.subject, relation.predicate, relation.slot), []).append(triple.object)
+    merged = []
+    for triple, relation in main:
+        qualifiers = tuple(
+            (slot, min(candidates, key=lambda entity: abs(entity.start - triple.object.start)))
+            for (subject, predicate, slot), candidates in sorted(extra.items(), key=lambda item: item[0][2])
+            if subject == triple.subject and predicate == relation.predicate
+        )
+        merged.append(Triple(triple.subject, relation.predicate, triple.object, triple.score, qualifiers))
     return merged
 
 
@@ -97,5 +94,4 @@ def extract(
             ):
                 obj = entity(item, start, end, relation.object_type)
                 found[row].append(Triple(subject, relation.label, obj, subject_score * score))
-    by_label = {relation.label: relation for relation in config.relations}
-    return [merge_slots(triples, by_label) for triples in found]
+    return [merge_slots(triples, config.relations_by_label) for triples in found]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 VALUE_SLOT = "@value"
@@ -102,6 +103,10 @@ class ExtractorConfig:
     @property
     def labels(self) -> list[str]:
         return [relation.label for relation in self.relations]
+
+    @cached_property
+    def relations_by_label(self) -> dict[str, Relation]:
+        return {relation.label: relation for relation in self.relations}
 
     def save(self, directory: Path) -> None:
         (Path(directory) / CONFIG_FILE).write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2))

@@ -85,7 +85,10 @@ def encode_windows(tokenizer: Tokenizer, texts: list[str], max_length: int, stri
     several windows that share ``stride`` tokens with their neighbours. Offsets are into the full text."""
     if not 0 <= stride < max_length - 2:
         raise ValueError(f"window stride {stride} must be at least 0 and below max length - 2 ({max_length - 2})")
-    tokenizer.enable_truncation(max_length, stride=stride)
+    current = tokenizer.truncation
+    if current is None or (current["max_length"], current["stride"]) != (max_length, stride):
+        # set once, not per call: the service tokenizes in several threads with one tokenizer
+        tokenizer.enable_truncation(max_length, stride=stride)
     return [
         [to_encoded(text, window) for window in (encoding, *encoding.overflowing)]
         for text, encoding in zip(texts, tokenizer.encode_batch(texts))
