@@ -47,6 +47,7 @@ def serve(argv: list[str] | None = None) -> int:
         workers=settings.workers,
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 1,
         log_level="info",
+        access_log=settings.access_log,
     )
     return 0
 

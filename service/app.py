@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.pipeline import Extraction
 from service.api_models import (
@@ -44,6 +45,34 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
+class CountRequests:
+    """Requests by route and status, and their latency. A plain ASGI middleware: Starlette's
+    ``BaseHTTPMiddleware`` costs a task group per request, measurable on a loaded CPU."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            route = scope.get("route")
+            path = route.path if route is not None else "unmatched"
+            self.metrics.requests.labels(path, str(status)).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+
+
 @dataclass
 class Service:
     settings: Settings
@@ -53,7 +82,7 @@ class Service:
     ready: bool = False
 
 
-def warm_up(engine: Engine, settings: Settings) -> None:
+def warm_up(engine: Engine, settings: Settings, batch_size: int) -> None:
     """Run the engine once on every sequence-length bucket at batch 1 and at the largest batch, so the
     first requests do not pay for kernel selection and memory arenas."""
     length, lengths = 8, []
@@ -64,7 +93,7 @@ def warm_up(engine: Engine, settings: Settings) -> None:
     for tokens in lengths:
         text = " ".join(["the"] * tokens)
         windows = engine.extractor.windows([text])
-        for batch in {1, max(1, min(settings.max_batch_size, settings.max_batch_tokens // tokens))}:
+        for batch in {1, max(1, min(batch_size, settings.max_batch_tokens // tokens))}:
             engine.extractor.extract_windows(windows * batch)
 
 
@@ -91,15 +120,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = await asyncio.to_thread(
-            Engine, settings.model_dir, settings.provider, settings.threads, settings.max_batch_size
-        )
-        await asyncio.to_thread(warm_up, engine, settings)
+        engine = await asyncio.to_thread(Engine, settings.model_dir, settings.provider, settings.threads)
+        batch_size = engine.extractor.batch_size = settings.batch_size(engine.on_gpu)
+        await asyncio.to_thread(warm_up, engine, settings, batch_size)
         service.engine = engine
         service.batcher = Batcher(
             engine.extractor.extract_windows,
             service.metrics,
-            settings.max_batch_size,
+            batch_size,
             settings.max_batch_tokens,
             settings.max_wait_ms / 1000,
             settings.max_queue,
@@ -135,17 +163,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             500, "internal_error", f"unexpected {type(error).__name__}; the request was not completed"
         )
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = route.path if route is not None else "unmatched"
-        service.metrics.requests.labels(path, str(response.status_code)).inc()
-        service.metrics.latency.labels(path).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(CountRequests, metrics=service.metrics)
 
-    def authorized(request: Request) -> None:
+    async def authorized(request: Request) -> None:  # async: a sync dependency costs a thread hop
         key = settings.api_key
         if key is None:
             return
@@ -153,7 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not secrets.compare_digest(given.encode(), f"Bearer {key.get_secret_value()}".encode()):
             raise ApiError(401, "unauthorized", "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
 
-    def running() -> Service:
+    async def running() -> Service:
         if not service.ready or service.batcher is None:
             raise ApiError(503, "not_ready", "the model is still loading; retry shortly", {"Retry-After": "1"})
         return service
@@ -219,7 +239,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/health/ready", responses={503: {"model": ErrorResponse}})
     async def ready() -> dict[str, str]:
-        running()
+        await running()
         return {"status": "ready"}
 
     @app.get("/metrics", include_in_schema=False)

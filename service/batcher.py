@@ -8,6 +8,7 @@ result. It knows nothing about HTTP; the engine knows nothing about queues.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from model.pipeline import Extraction
 from model.tokenize import Encoded
 from service.metrics import Metrics
+
+LOOKAHEAD = 4  # batches' worth of queued jobs searched for similar lengths
 
 
 class QueueFull(Exception):
@@ -44,9 +47,9 @@ class Batcher:
         self,
         run_batch: Callable[[list[list[Encoded]]], list[Extraction]],
         metrics: Metrics,
-        max_batch_size: int = 32,
+        max_batch_size: int = 8,
         max_batch_tokens: int = 16384,
-        max_wait_s: float = 0.002,
+        max_wait_s: float = 0.0,
         max_queue: int = 1024,
     ) -> None:
         self.run_batch, self.metrics = run_batch, metrics
@@ -81,19 +84,18 @@ class Batcher:
         return windows <= self.max_batch_size and windows * longest <= self.max_batch_tokens
 
     async def next_batch(self) -> list[Job]:
+        """The oldest job, then the queued jobs nearest to it in length (padding is wasted work) while they
+        fit; waits up to ``max_wait_s`` for company when the queue runs dry before the batch is full."""
         while not self.queue:
             self.arrived.clear()
             await self.arrived.wait()
         batch = [self.queue.popleft()]
         waited_until = time.perf_counter() + self.max_wait_s
         while True:
-            if self.queue:
-                if not self.fits(batch, self.queue[0]):
-                    break
-                batch.append(self.queue.popleft())
-                continue
+            self.take_similar(batch)
             remaining = waited_until - time.perf_counter()
-            if remaining <= 0 or sum(len(j.windows) for j in batch) >= self.max_batch_size:
+            full = sum(len(j.windows) for j in batch) >= self.max_batch_size
+            if self.queue or full or remaining <= 0:
                 break
             self.arrived.clear()
             try:
@@ -102,6 +104,22 @@ class Batcher:
                 break
         self.metrics.queue_depth.set(len(self.queue))
         return batch
+
+    def take_similar(self, batch: list[Job]) -> None:
+        """Move queued jobs into ``batch``, nearest in length to its first job first, among the oldest
+        ``LOOKAHEAD`` batches' worth, while they fit. The oldest job always goes first, so none starves."""
+        lookahead = list(itertools.islice(self.queue, LOOKAHEAD * self.max_batch_size))
+        target = batch[0].longest
+        taken = set()
+        for index in sorted(range(len(lookahead)), key=lambda i: (abs(lookahead[i].longest - target), i)):
+            if self.fits(batch, lookahead[index]):
+                batch.append(lookahead[index])
+                taken.add(index)
+        if taken:
+            kept = [job for index, job in enumerate(lookahead) if index not in taken]
+            for _ in range(len(lookahead)):
+                self.queue.popleft()
+            self.queue.extendleft(reversed(kept))
 
     def live(self, batch: list[Job]) -> list[Job]:
         """Drop texts whose client went away or whose deadline passed before they reached the engine."""

@@ -179,6 +179,31 @@ def test_batcher_drops_texts_whose_client_left(trained: tuple[Path, Path]) -> No
     assert metrics.dropped.labels("cancelled")._value.get() == 2
 
 
+def test_batcher_groups_queued_texts_by_length_oldest_first(trained: tuple[Path, Path]) -> None:
+    engine = Engine(trained[1], provider="cpu", threads=1)
+    batches: list[list[int]] = []
+
+    def run_batch(windows):
+        batches.append([len(text_windows[0].ids) for text_windows in windows])
+        return engine.extractor.extract_windows(windows)
+
+    texts = [" ".join(["Paris"] * words) for words in (2, 20, 3, 19, 10)]
+
+    async def scenario():
+        batcher = Batcher(run_batch, Metrics(), max_batch_size=2)
+        futures = batcher.submit(engine.extractor.windows(texts), deadline=time.monotonic() + 10)
+        batcher.start()
+        results = await asyncio.gather(*futures)
+        await batcher.drain(timeout=5)
+        return results
+
+    results = asyncio.run(scenario())
+    lengths = [len(w[0].ids) for w in engine.extractor.windows(texts)]
+    # the oldest text leads each batch, joined by the queued text nearest to it in length
+    assert batches == [[lengths[0], lengths[2]], [lengths[1], lengths[3]], [lengths[4]]]
+    assert [r.windows for r in results] == [1] * 5
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
