@@ -3,7 +3,8 @@
     python benchmarks/engine.py --checkpoint runs/webnlg --shared ../shared [--sentences 200] [--repeats 3]
 
 Exports the checkpoint (fp32, int8) into --work if not there yet, then times the whole path (tokenize,
-windows, graph 1, graph 2, decode) at batch 1 and 32 on WebNLG* dev sentences. Writes
+windows, graph 1, graph 2, decode) at batch 1 and 32 on WebNLG* dev sentences, the settings' runs
+interleaved. Writes
 benchmarks/results/engine.json.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import onnxruntime as ort
@@ -45,14 +47,20 @@ def main() -> None:
             export(args.checkpoint, folder, precision)
         extractors[f"onnx-{precision}"] = lambda batch, folder=folder: Engine(folder, "cpu", batch_size=batch).extractor
 
-    figures = {}
-    for name, make in extractors.items():
-        for batch in (1, 32):
-            extractor = make(batch)
-            extractor.extract(texts[:32])  # warm-up
-            median, runs = rate(lambda extractor=extractor: len(extractor.extract(texts)), args.repeats)
-            figures[f"{name}-batch{batch}"] = {"sentences_per_s": round(median, 1), "runs": [round(r, 1) for r in runs]}
-            print(name, batch, round(median, 1), flush=True)
+    # Runs interleave (each repeat times every setting once) so a slow spell of a shared machine
+    # falls on all settings alike instead of on whichever ran then.
+    runners = {f"{name}-batch{batch}": make(batch) for name, make in extractors.items() for batch in (1, 32)}
+    rates: dict[str, list[float]] = {key: [] for key in runners}
+    for extractor in runners.values():
+        extractor.extract(texts[:32])  # warm-up
+    for _ in range(args.repeats):
+        for key, extractor in runners.items():
+            rates[key].append(rate(lambda extractor=extractor: len(extractor.extract(texts)), 1)[0])
+            print(key, round(rates[key][-1], 1), flush=True)
+    figures = {
+        key: {"sentences_per_s": round(statistics.median(runs), 1), "runs": [round(r, 1) for r in runs]}
+        for key, runs in rates.items()
+    }
     for batch in (1, 32):
         fp32, int8 = figures[f"onnx-fp32-batch{batch}"], figures[f"onnx-int8-batch{batch}"]
         figures[f"speedup-onnx-fp32-vs-pytorch-batch{batch}"] = round(

@@ -6,8 +6,10 @@ graph 2, ``objects.onnx``:  hidden, subjects (N, 3: batch index, start, end) -> 
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,6 +81,13 @@ def export_graphs(model: PointerExtractor, folder: Path) -> None:
         opset_version=OPSET,
         dynamo=False,
     )
+    with warnings.catch_warnings():  # about negative indices; subject indices never are
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator")
+        export_objects(model, hidden, subjects, folder)
+    model.eval()  # tracing can leave modules in training mode
+
+
+def export_objects(model: PointerExtractor, hidden: torch.Tensor, subjects: torch.Tensor, folder: Path) -> None:
     torch.onnx.export(
         ObjectsGraph(model),
         (hidden, subjects),
@@ -93,7 +102,6 @@ def export_graphs(model: PointerExtractor, folder: Path) -> None:
         opset_version=OPSET,
         dynamo=False,
     )
-    model.eval()  # tracing can leave modules in training mode
 
 
 def optimize_encoder(path: Path, model: PointerExtractor, precision: str) -> dict[str, int]:
@@ -113,19 +121,24 @@ def optimize_encoder(path: Path, model: PointerExtractor, precision: str) -> dic
 
 
 def quantize(path: Path) -> None:
-    """Dynamic int8 quantization of the matrix multiplications, for CPU."""
+    """Dynamic int8 quantization of the matrix multiplications and the fused attention (QAttention), for
+    CPU. Quantizing attention too took the WebNLG* MiniLM encoder from 2.9 to 2.2 ms per sentence."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(scratch) / path.name
-        quantize_dynamic(
-            str(path),
-            str(target),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul"],
-            per_channel=True,  # one scale per output column: markedly closer to fp32 than one per matrix
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # fused ops have no inferred types
-        )
+        logging.disable(logging.WARNING)  # its advice to pre-process applies to static quantization
+        try:
+            quantize_dynamic(
+                str(path),
+                str(target),
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul", "Attention"],
+                per_channel=True,  # one scale per output column: markedly closer to fp32 than one per matrix
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # fused ops have no inferred types
+            )
+        finally:
+            logging.disable(logging.NOTSET)
         shutil.move(target, path)
 
 
