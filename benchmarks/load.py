@@ -55,11 +55,17 @@ def start_server(export: Path, port: int, extra_env: dict[str, str]) -> subproce
     raise RuntimeError("server did not become ready")
 
 
-def batch_totals(metrics: str) -> tuple[float, float]:
-    """(windows, batches) the server has run so far."""
-    windows = float(re.search(r"^triplex_batch_windows_sum (\S+)$", metrics, re.M).group(1))
-    batches = float(re.search(r"^triplex_batch_windows_count (\S+)$", metrics, re.M).group(1))
-    return windows, batches
+def batch_totals(metrics: str) -> tuple[float, float, float]:
+    """(windows, batches, sum of padding ratios) the server has run so far."""
+
+    def value(name: str) -> float:
+        return float(re.search(rf"^{name} (\S+)$", metrics, re.M).group(1))
+
+    return (
+        value("triplex_batch_windows_sum"),
+        value("triplex_batch_windows_count"),
+        value("triplex_batch_padding_ratio_sum"),
+    )
 
 
 class Connection:
@@ -85,7 +91,7 @@ class Connection:
 
 async def drive(port: int, texts: list[str], concurrency: int, seconds: float) -> dict:
     url = f"http://127.0.0.1:{port}"
-    windows_before, batches_before = batch_totals(httpx.get(f"{url}/metrics").text)
+    windows_before, batches_before, padding_before = batch_totals(httpx.get(f"{url}/metrics").text)
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
@@ -107,7 +113,8 @@ async def drive(port: int, texts: list[str], concurrency: int, seconds: float) -
     began = time.perf_counter()
     await asyncio.gather(*(worker(offset) for offset in range(concurrency)))
     elapsed = time.perf_counter() - began
-    windows_after, batches_after = batch_totals(httpx.get(f"{url}/metrics").text)
+    windows_after, batches_after, padding_after = batch_totals(httpx.get(f"{url}/metrics").text)
+    batches = max(1, batches_after - batches_before)
     latencies.sort()
     return {
         "requests_per_s": round(len(latencies) / elapsed, 1),
@@ -115,15 +122,19 @@ async def drive(port: int, texts: list[str], concurrency: int, seconds: float) -
         "p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 2),
         "requests": len(latencies),
         "errors": errors,
-        "mean_batch_size": round((windows_after - windows_before) / max(1, batches_after - batches_before), 2),
+        "mean_batch_size": round((windows_after - windows_before) / batches, 2),
+        "mean_padding_ratio": round((padding_after - padding_before) / batches, 3),
     }
 
 
-def engine_alone(export: Path, texts: list[str], batch: int, seconds: float) -> dict:
-    """The engine's best case at this batch size: sentences sorted by length, so batches carry the
-    least padding (the server's batches are matched in length only among the queued requests)."""
+def engine_alone(export: Path, texts: list[str], batch: int, seconds: float, by_length: bool = True) -> dict:
+    """The engine alone at this batch size. ``by_length``: its best case, sentences sorted by length so
+    that batches carry the least padding (the server matches lengths only among queued requests);
+    otherwise batches of sentences in dev-set order, as they would come from clients."""
     engine = Engine(export, "cpu", batch_size=batch)
-    windows = sorted(engine.extractor.windows(texts), key=lambda text_windows: len(text_windows[0].ids))
+    windows = engine.extractor.windows(texts)
+    if by_length:
+        windows.sort(key=lambda text_windows: len(text_windows[0].ids))
     engine.extractor.extract_windows(windows[:batch])
     done, latencies, began = 0, [], time.perf_counter()
     while time.perf_counter() - began < seconds:
@@ -163,18 +174,20 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait()
-    result["engine_alone"] = {}
+    result["engine_alone"], result["engine_alone_dev_order"] = {}, {}
     for concurrency in args.levels:
         batch = max(1, round(result["batching"][f"c{concurrency}"]["mean_batch_size"]))
-        result["engine_alone"][f"batch{batch}"] = engine_alone(args.export, texts, batch, args.seconds / 2)
-        print("engine", batch, result["engine_alone"][f"batch{batch}"], flush=True)
+        for key, by_length in (("engine_alone", True), ("engine_alone_dev_order", False)):
+            result[key][f"batch{batch}"] = engine_alone(args.export, texts, batch, args.seconds / 2, by_length)
+            print(key, batch, result[key][f"batch{batch}"], flush=True)
     best = max(result["engine_alone"].values(), key=lambda figures: figures["sentences_per_s"])
+    best_dev_order = max(result["engine_alone_dev_order"].values(), key=lambda figures: figures["sentences_per_s"])
     result["batching_vs_none_at_c32"] = round(
         result["batching"]["c32"]["requests_per_s"] / result["no_batching"]["c32"]["requests_per_s"], 2
     )
-    result["server_vs_engine_alone"] = round(
-        max(level["requests_per_s"] for level in result["batching"].values()) / best["sentences_per_s"], 2
-    )
+    server_best = max(level["requests_per_s"] for level in result["batching"].values())
+    result["server_vs_engine_alone"] = round(server_best / best["sentences_per_s"], 2)
+    result["server_vs_engine_alone_dev_order"] = round(server_best / best_dev_order["sentences_per_s"], 2)
     # the same sentences one at a time: the server's p99 against the engine's p99 (long sentences make
     # both tails) and against its p50
     batch1 = engine_alone(args.export, texts, 1, args.seconds)
