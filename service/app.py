@@ -83,18 +83,20 @@ class Service:
 
 
 def warm_up(engine: Engine, settings: Settings, batch_size: int) -> None:
-    """Run the engine once on every sequence-length bucket at batch 1 and at the largest batch, so the
-    first requests do not pay for kernel selection and memory arenas."""
-    length, lengths = 8, []
-    while length < engine.config.max_length:
-        lengths.append(length)
-        length *= 2
-    lengths.append(engine.config.max_length)
-    for tokens in lengths:
-        text = " ".join(["the"] * tokens)
-        windows = engine.extractor.windows([text])
-        for batch in {1, max(1, min(batch_size, settings.max_batch_tokens // tokens))}:
+    """Run the engine on every shape bucket it will meet: sequence lengths and batch sizes in powers of
+    two up to the limits, so the first requests do not pay for kernel selection and memory arenas."""
+    for tokens in powers_of_two(8, engine.config.max_length):
+        windows = engine.extractor.windows([" ".join(["the"] * tokens)])
+        for batch in powers_of_two(1, max(1, min(batch_size, settings.max_batch_tokens // tokens))):
             engine.extractor.extract_windows(windows * batch)
+
+
+def powers_of_two(low: int, high: int) -> list[int]:
+    """low, 2 low, 4 low ... below high, then high."""
+    values = [low]
+    while values[-1] * 2 < high:
+        values.append(values[-1] * 2)
+    return values + [high] if high > low else values
 
 
 def to_result(found: Extraction) -> TextResult:
