@@ -18,7 +18,8 @@ import torch
 from common import ROOT, machine, merge_results
 
 from training.data import Summary, read_dataset, read_schema
-from training.train import LOG_FILE, TrainSettings, train
+from training.settings import TrainSettings
+from training.train import LOG_FILE, train
 
 
 def main() -> None:

@@ -51,11 +51,12 @@ def merge_slots(triples: list[Triple], relations: dict[str, Relation]) -> list[T
             main.append((triple, relation))
         else:
             extra.setdefault((triple.subject, relation.predicate, relation.slot), []).append(triple.object)
+    by_slot = sorted(extra.items(), key=lambda item: item[0][2])
     merged = []
     for triple, relation in main:
         qualifiers = tuple(
             (slot, min(candidates, key=lambda entity: abs(entity.start - triple.object.start)))
-            for (subject, predicate, slot), candidates in sorted(extra.items(), key=lambda item: item[0][2])
+            for (subject, predicate, slot), candidates in by_slot
             if subject == triple.subject and predicate == relation.predicate
         )
         merged.append(Triple(triple.subject, relation.predicate, triple.object, triple.score, qualifiers))

@@ -95,6 +95,29 @@ def probabilities(logits: torch.Tensor, power: int) -> torch.Tensor:
     return torch.sigmoid(logits.float()) ** power
 
 
+class EncoderGraph(nn.Module):
+    """Graph 1 as exported and as run by PyTorch: input ids, mask -> hidden states, subject probabilities."""
+
+    def __init__(self, model: PointerExtractor) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, logits = self.model.encode(input_ids, attention_mask)
+        return hidden, probabilities(logits, SUBJECT_POWER)
+
+
+class ObjectsGraph(nn.Module):
+    """Graph 2: hidden states, subjects (batch index, start, end) -> object probabilities."""
+
+    def __init__(self, model: PointerExtractor) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, hidden: torch.Tensor, subjects: torch.Tensor) -> torch.Tensor:
+        return probabilities(self.model.object_logits(hidden, subjects), OBJECT_POWER)
+
+
 def load_encoder(name_or_path: str | Path, config: AutoConfig | None = None) -> PreTrainedModel:
     """A Hugging Face BERT-family encoder in float32, from pretrained weights or (with ``config``) blank."""
     kwargs = {"add_pooling_layer": False}  # the pooler is unused; BERT-family models accept this flag
@@ -126,17 +149,17 @@ def load_extractor(directory: Path) -> tuple[PointerExtractor, ExtractorConfig]:
 def torch_runners(model: PointerExtractor):
     """``run_encoder`` / ``run_objects`` for ``model.decode.extract`` backed by the PyTorch model."""
     device = next(model.parameters()).device
+    encoder_graph, objects_graph = EncoderGraph(model), ObjectsGraph(model)
 
     @torch.inference_mode()
     def run_encoder(input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        hidden, logits = model.encode(
+        hidden, subject_probs = encoder_graph(
             torch.from_numpy(input_ids).to(device), torch.from_numpy(attention_mask).to(device)
         )
-        return hidden, probabilities(logits, SUBJECT_POWER).cpu().numpy()
+        return hidden, subject_probs.cpu().numpy()
 
     @torch.inference_mode()
     def run_objects(hidden: torch.Tensor, subjects: np.ndarray) -> np.ndarray:
-        logits = model.object_logits(hidden, torch.from_numpy(subjects).to(device))
-        return probabilities(logits, OBJECT_POWER).cpu().numpy()
+        return objects_graph(hidden, torch.from_numpy(subjects).to(device)).cpu().numpy()
 
     return run_encoder, run_objects

@@ -56,6 +56,11 @@ class Triple:
         return result
 
 
+def relation_label(predicate: str, slot: str = VALUE_SLOT) -> str:
+    """The name of one object pointer head: the predicate, or ``predicate|slot`` for a complex object's slot."""
+    return predicate if slot == VALUE_SLOT else f"{predicate}|{slot}"
+
+
 @dataclass(frozen=True)
 class Relation:
     """One object pointer head: a predicate, or one slot of a DuIE 2.0 complex object."""
@@ -67,7 +72,7 @@ class Relation:
 
     @property
     def label(self) -> str:
-        return self.predicate if self.slot == VALUE_SLOT else f"{self.predicate}|{self.slot}"
+        return relation_label(self.predicate, self.slot)
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.pipeline import Extraction
 from service.api_models import (
-    EntityOut,
     ErrorResponse,
     ExtractRequest,
     ExtractResponse,
     ModelResponse,
     RelationOut,
     SchemaResponse,
-    TextResult,
-    TripleOut,
 )
 from service.batcher import Batcher, Closed, QueueFull
 from service.engine import Engine
@@ -99,23 +96,6 @@ def powers_of_two(low: int, high: int) -> list[int]:
     return values + [high] if high > low else values
 
 
-def to_result(found: Extraction) -> TextResult:
-    def entity(value) -> EntityOut:
-        return EntityOut(text=value.text, start=value.start, end=value.end, type=value.type)
-
-    triples = [
-        TripleOut(
-            subject=entity(t.subject),
-            predicate=t.predicate,
-            object=entity(t.object),
-            score=round(t.score, 4),
-            qualifiers={slot: entity(e) for slot, e in t.qualifiers} or None,
-        )
-        for t in found.triples
-    ]
-    return TextResult(triples=triples, windows=found.windows)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     service = Service(settings, Metrics())
@@ -183,9 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses=ERRORS)
 
     @v1.post("/extract", response_model=ExtractResponse, response_model_exclude_none=True)
-    async def extract(
-        body: ExtractRequest, request: Request, current: Annotated[Service, Depends(running)]
-    ) -> ExtractResponse:
+    async def extract(body: ExtractRequest, request: Request, current: Annotated[Service, Depends(running)]) -> dict:
         texts = body.all_texts
         if len(texts) > settings.max_texts:
             raise ApiError(
@@ -209,7 +187,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Closed:
             raise ApiError(503, "shutting_down", "the server is shutting down", {"Retry-After": "1"}) from None
         results = await wait_for_results(futures, request, deadline)
-        return ExtractResponse(results=[to_result(found) for found in results])
+        # the triples' own JSON form (the CLI's too); FastAPI checks it against ExtractResponse once
+        return {
+            "results": [
+                {"triples": [triple.to_dict() for triple in found.triples], "windows": found.windows}
+                for found in results
+            ]
+        }
 
     @v1.get("/schema", response_model=SchemaResponse)
     async def schema(current: Annotated[Service, Depends(running)]) -> SchemaResponse:

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from model.pipeline import Extraction
 from model.tokenize import Encoded
@@ -37,8 +38,8 @@ class Job:
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
 
-    @property
-    def longest(self) -> int:
+    @cached_property
+    def longest(self) -> int:  # asked many times while batches form
         return max(len(window.ids) for window in self.windows)
 
 

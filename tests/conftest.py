@@ -11,9 +11,11 @@ from model.export import export
 from training.data import Summary
 from training.demo import build_encoder
 from training.sample import RELATIONS, generate
-from training.train import TrainSettings, train
+from training.settings import TrainSettings
+from training.train import train
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+ROOT = Path(__file__).resolve().parents[1]  # the project
+SHARED = ROOT.parent / "shared"
 EXTRA_TEXT = [
     "Ｆｕｌｌ-width ＡＢＣ text, café au lait; naïve coöperation!",
     "Barack Obama was born in Honolulu, Hawaii. He worked for the U.S. Senate.",

@@ -10,7 +10,7 @@ import pytest
 
 from training.sample import generate, write_jsonl, write_schema
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import ROOT
 
 
 def triplex(*args: str, module: tuple[str, ...] = ("-m", "training.cli")) -> subprocess.CompletedProcess:

@@ -5,28 +5,20 @@ from pathlib import Path
 
 import pytest
 
-from model.network import load_extractor, torch_runners
-from model.pipeline import Extractor
-from model.tokenize import load_tokenizer
+from training.cli import load_model
 from training.data import Summary, read_dataset, read_schema
 from training.demo import build_encoder
 from training.evaluate import score
 from training.sample import RELATIONS, generate
-from training.train import TrainSettings, train
+from training.settings import TrainSettings
+from training.train import train
 
-from .conftest import shared_path
-
-FAST = TrainSettings(epochs=60, batch_size=8, learning_rate=2e-3, head_learning_rate=5e-3, warmup=0.05, ema_decay=0.9)
+from .conftest import OVERFIT, shared_path
 
 
 def fit_and_predict(examples, relations, encoder: Path, output: Path):
-    best = train(examples, examples, relations, str(encoder), output, FAST, Summary(), log=lambda message: None)
-    return best, [found.triples for found in checkpoint_extractor(output).extract([e.text for e in examples])]
-
-
-def checkpoint_extractor(folder: Path) -> Extractor:
-    model, config = load_extractor(folder)
-    return Extractor(load_tokenizer(folder), config, *torch_runners(model))
+    best = train(examples, examples, relations, str(encoder), output, OVERFIT, Summary(), log=lambda message: None)
+    return best, [found.triples for found in load_model(str(output), "cpu").extract([e.text for e in examples])]
 
 
 def assert_offsets_slice_text(examples, predicted) -> None:
@@ -46,7 +38,7 @@ def test_overfits_sample_sentences(tiny_encoder: Path, tmp_path: Path) -> None:
     # entity types come from the schema
     assert {t.subject.type for triples in predicted for t in triples} <= {r.subject_type for r in RELATIONS}
     log = [json.loads(line) for line in (tmp_path / "model" / "training_log.jsonl").read_text().splitlines()]
-    assert len(log) == FAST.epochs and log[-1]["loss"] < log[0]["loss"]
+    assert len(log) == OVERFIT.epochs and log[-1]["loss"] < log[0]["loss"]
 
 
 def test_overfits_real_webnlg_sentences(tmp_path: Path) -> None:
@@ -77,5 +69,5 @@ def test_empty_text_gives_no_triples(tiny_encoder: Path, tmp_path: Path, text: s
     train(
         examples, examples, RELATIONS, str(tiny_encoder), tmp_path, TrainSettings(epochs=1), Summary(), lambda m: None
     )
-    found = checkpoint_extractor(tmp_path).extract([text])
+    found = load_model(str(tmp_path), "cpu").extract([text])
     assert found[0].triples == [] and found[0].windows == 1

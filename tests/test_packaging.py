@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from .conftest import ROOT
+
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_image_requirements_match_the_package_dependencies() -> None:

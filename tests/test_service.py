@@ -22,7 +22,8 @@ from service.metrics import Metrics
 from service.settings import Settings
 from training.sample import generate
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import ROOT
+
 TEXTS = [example.text for example in generate(24, seed=5)]
 
 

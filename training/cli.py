@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from model.schema import CONFIG_FILE
 from training.data import FORMATS, DataError, check_schema, derive_schema, find_schema, read_dataset, read_schema
+from training.settings import TrainSettings
 
 STREAM_CHUNK = 1024  # texts handed to the engine at a time by extract --input
 
@@ -82,7 +83,7 @@ def command_train(args: argparse.Namespace) -> None:
     if not any(example.triples for example in train_examples):
         raise CliError(f"{args.train}: no triple could be placed in its text; nothing to learn from")
 
-    from training.train import TrainSettings, train
+    from training.train import train
 
     settings = TrainSettings(
         epochs=args.epochs,
@@ -200,16 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--encoder", required=True, help="Hugging Face model id or local folder of a BERT-family encoder"
     )
     train.add_argument("--output", required=True, help="folder for the best checkpoint and the training state")
-    train.add_argument("--epochs", type=int, default=20)
-    train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--lr", type=float, default=1e-4, help="encoder learning rate")
-    train.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the pointer heads")
-    train.add_argument("--warmup", type=float, default=0.06, help="fraction of steps spent warming up")
-    train.add_argument("--ema-decay", type=float, default=0.999)
-    train.add_argument("--max-length", type=int, default=256, help="tokens per sentence, special tokens included")
-    train.add_argument("--accumulate", type=int, default=1, help="batches per optimizer step")
-    train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    defaults = TrainSettings()
+    train.add_argument("--epochs", type=int, default=defaults.epochs)
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--lr", type=float, default=defaults.learning_rate, help="encoder learning rate")
+    train.add_argument(
+        "--head-lr", type=float, default=defaults.head_learning_rate, help="learning rate of the pointer heads"
+    )
+    train.add_argument("--warmup", type=float, default=defaults.warmup, help="fraction of steps spent warming up")
+    train.add_argument("--ema-decay", type=float, default=defaults.ema_decay)
+    train.add_argument(
+        "--max-length", type=int, default=defaults.max_length, help="tokens per sentence, special tokens included"
+    )
+    train.add_argument("--accumulate", type=int, default=defaults.accumulate, help="batches per optimizer step")
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
     train.add_argument("--resume", action="store_true", help="continue from the training state in --output")
     train.set_defaults(run=command_train)
 

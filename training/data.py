@@ -19,7 +19,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from model.schema import VALUE_SLOT, Entity, Relation, Triple
+from model.schema import VALUE_SLOT, Entity, Relation, Triple, relation_label
 
 FORMATS = ("duie1", "duie2", "casrel", "conll04", "jsonl")
 SCHEMA_FILES = ("all_50_schemas", "duie_schema.json", "rel2id.json", "schema.jsonl", "conll04_types.json")
@@ -354,7 +354,7 @@ def check_schema(relations: list[Relation], examples: list[Example], path: Path)
     missing = Counter()
     for example in examples:
         for triple in example.triples:
-            labels = [triple.predicate] + [f"{triple.predicate}|{slot}" for slot, _ in triple.qualifiers]
+            labels = [triple.predicate] + [relation_label(triple.predicate, slot) for slot, _ in triple.qualifiers]
             missing.update(label for label in labels if label not in known)
     if missing:
         names = ", ".join(f"'{name}'" for name, _ in missing.most_common(5))

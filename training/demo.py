@@ -60,7 +60,8 @@ def build_demo(output: Path, sentences: int = 3000, epochs: int = 6, log=print) 
     from model.export import export
     from training.cli import load_model
     from training.evaluate import score
-    from training.train import TrainSettings, train
+    from training.settings import TrainSettings
+    from training.train import train
 
     started = time.perf_counter()
     train_examples, dev_examples = generate(sentences, seed=1), generate(200, seed=2)

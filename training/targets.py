@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.schema import Triple
+from model.schema import Triple, relation_label
 from model.tokenize import Encoded, pad
 from training.data import Example, Summary
 
@@ -29,7 +29,7 @@ def relation_triples(triple: Triple) -> list[tuple[str, Span, Span]]:
     subject = (triple.subject.start, triple.subject.end)
     pairs = [(triple.predicate, subject, (triple.object.start, triple.object.end))]
     for slot, entity in triple.qualifiers:
-        pairs.append((f"{triple.predicate}|{slot}", subject, (entity.start, entity.end)))
+        pairs.append((relation_label(triple.predicate, slot), subject, (entity.start, entity.end)))
     return pairs
 
 

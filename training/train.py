@@ -9,7 +9,7 @@ import os
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -23,27 +23,11 @@ from model.schema import ExtractorConfig, Relation
 from model.tokenize import TOKENIZER_FILE, encode, split_cjk_characters
 from training.data import Example, Summary
 from training.evaluate import score
+from training.settings import TrainSettings
 from training.targets import collate, length_batches, make_features, pointer_loss
 
 STATE_FILE = "training_state.pt"
 LOG_FILE = "training_log.jsonl"
-
-
-@dataclass
-class TrainSettings:
-    epochs: int = 20
-    batch_size: int = 16
-    learning_rate: float = 1e-4  # encoder
-    head_learning_rate: float = 1e-3  # pointer heads and Conditional LayerNorm, trained from scratch
-    warmup: float = 0.06  # fraction of all steps
-    weight_decay: float = 0.01
-    ema_decay: float = 0.999
-    max_length: int = 256
-    seed: int = 42
-    device: str = "auto"
-    accumulate: int = 1
-    eval_batch_size: int = 64
-    resume: bool = False
 
 
 class EMA:
