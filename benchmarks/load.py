@@ -1,10 +1,11 @@
 """Load test: the real server on loopback, driven by an asyncio HTTP client at several concurrencies.
 
-    python benchmarks/load.py --export runs/exports/webnlg-fp32 --shared ../shared [--seconds 10]
+    python benchmarks/load.py --export runs/exports/webnlg-fp32 --shared ../shared [--seconds 10] [--repeats 3]
 
 For each setting (dynamic batching, and batching disabled with TRIPLEX_MAX_BATCH_SIZE=1) it starts
 `python -m service`, sends WebNLG* dev sentences one per request at concurrency 1, 8, 32 and 64 for
---seconds each, and records throughput and p50/p99 latency. Then it times the engine alone at the
+--seconds each, and records throughput and p50/p99 latency (each figure the median of --repeats runs).
+Then it times the engine alone at the
 mean batch sizes the server formed. Writes benchmarks/results/load.json.
 """
 
@@ -151,24 +152,39 @@ def engine_alone(export: Path, texts: list[str], batch: int, seconds: float, by_
     }
 
 
+def median_of(runs: list[dict]) -> dict:
+    """Each figure's median over repeated runs, and the throughput of every run."""
+    rate = "requests_per_s" if "requests_per_s" in runs[0] else "sentences_per_s"
+    return {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]} | {
+        "runs": [run[rate] for run in runs]
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--export", type=Path, default=Path("runs/exports/webnlg-fp32"))
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--levels", type=int, nargs="+", default=LEVELS, help="concurrency levels")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
     args = parser.parse_args()
     dev = json.loads((args.shared / "data/webnlg_star_casrel/dev_triples.json").read_text())
     texts = [item["text"] for item in dev]
 
-    result: dict = {"export": str(args.export), "device": f"CPU only: {machine()}", "seconds_per_level": args.seconds}
+    result: dict = {
+        "export": str(args.export),
+        "device": f"CPU only: {machine()}",
+        "seconds_per_level": args.seconds,
+        "repeats": args.repeats,
+    }
     for name, env in (("batching", {}), ("no_batching", {"TRIPLEX_MAX_BATCH_SIZE": "1"})):
         port = free_port()
         server = start_server(args.export, port, env)
         try:
             result[name] = {}
             for concurrency in args.levels:
-                figures = uvloop.run(drive(port, texts, concurrency, args.seconds))
+                runs = [uvloop.run(drive(port, texts, concurrency, args.seconds)) for _ in range(args.repeats)]
+                figures = median_of(runs)
                 result[name][f"c{concurrency}"] = figures
                 print(name, concurrency, figures, flush=True)
         finally:
@@ -178,7 +194,8 @@ def main() -> None:
     for concurrency in args.levels:
         batch = max(1, round(result["batching"][f"c{concurrency}"]["mean_batch_size"]))
         for key, by_length in (("engine_alone", True), ("engine_alone_dev_order", False)):
-            result[key][f"batch{batch}"] = engine_alone(args.export, texts, batch, args.seconds / 2, by_length)
+            runs = [engine_alone(args.export, texts, batch, args.seconds / 2, by_length) for _ in range(args.repeats)]
+            result[key][f"batch{batch}"] = median_of(runs)
             print(key, batch, result[key][f"batch{batch}"], flush=True)
     best = max(result["engine_alone"].values(), key=lambda figures: figures["sentences_per_s"])
     best_dev_order = max(result["engine_alone_dev_order"].values(), key=lambda figures: figures["sentences_per_s"])
@@ -190,7 +207,7 @@ def main() -> None:
     result["server_vs_engine_alone_dev_order"] = round(server_best / best_dev_order["sentences_per_s"], 2)
     # the same sentences one at a time: the server's p99 against the engine's p99 (long sentences make
     # both tails) and against its p50
-    batch1 = engine_alone(args.export, texts, 1, args.seconds)
+    batch1 = median_of([engine_alone(args.export, texts, 1, args.seconds) for _ in range(args.repeats)])
     result["engine_alone_batch1_full"] = batch1
     for percentile in ("p99", "p50"):
         result[f"p99_c1_minus_engine_batch1_{percentile}_ms"] = round(
