@@ -19,11 +19,11 @@ import onnxruntime as ort
 import torch
 from common import machine, merge_results, rate
 
+from model.engine import Engine, is_export
 from model.export import export
 from model.network import load_extractor, torch_runners
 from model.pipeline import Extractor
 from model.tokenize import load_tokenizer
-from service.engine import Engine, is_export
 
 
 def main() -> None:

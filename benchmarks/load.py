@@ -27,7 +27,7 @@ import httpx
 import uvloop
 from common import ROOT, machine, merge_results
 
-from service.engine import Engine
+from model.engine import Engine
 
 LEVELS = (1, 8, 32, 64)
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from common import machine, merge_results
 
+from model.engine import Engine, is_export
 from model.export import export
 from model.network import load_extractor, torch_runners
 from model.pipeline import Extractor, identity
 from model.tokenize import load_tokenizer
-from service.engine import Engine, is_export
 from training.data import read_dataset
 from training.evaluate import score
 

@@ -1,48 +1,172 @@
 """From pointer probabilities to triples (numpy only: training, evaluation and the service share it).
 
-The pipeline is independent of the runtime: ``run_encoder`` and ``run_objects`` may be PyTorch or ONNX.
+Two steps, both vectorised over the whole batch:
+
+1. ``find_spans``: graph 1's subject probabilities -> subjects; graph 2 (run on every subject of the
+   batch, in chunks) thresholds its own object probabilities and returns only the candidate positions;
+   those pair into objects. The result is ``Spans``: one row per triple, in token positions.
+2. ``to_triples``: one window's rows -> ``Triple`` objects with character offsets into the text.
+
+The runtime is whatever ``run_encoder``/``run_objects`` wrap: PyTorch or ONNX Runtime.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from model.schema import VALUE_SLOT, Entity, ExtractorConfig, Relation, Thresholds, Triple
-from model.tokenize import Encoded, pad
+from model.tokenize import Batch, Encoded
 
 # (input_ids, attention_mask) -> (hidden states in whatever form run_objects takes, subject probs (B, L, 2))
 RunEncoder = Callable[[np.ndarray, np.ndarray], tuple[Any, np.ndarray]]
-# (hidden states, subjects (N, 3) as batch index/start/end) -> object probs (N, L, R, 2)
-RunObjects = Callable[[Any, np.ndarray], np.ndarray]
+# (hidden states, subjects (N, 3) as batch index/start/end, thresholds (2,)) ->
+# (positions (K, 3) as subject/token/relation where a start or end probability passes its threshold, probs (K, 2))
+RunObjects = Callable[[Any, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+SUBJECT_TOKENS_PER_CALL = 32768  # subjects x tokens per graph-2 call: bounds its memory on texts with many subjects
 
 
-def find_spans(
-    start_probs: np.ndarray, end_probs: np.ndarray, content: np.ndarray, thresholds: Thresholds
-) -> list[tuple[int, int, float]]:
-    """Pair every start above threshold with the nearest end at or after it: (start, end, score)."""
-    starts = np.flatnonzero((start_probs > thresholds.start) & content)
-    ends = np.flatnonzero((end_probs > thresholds.end) & content)
+def pair(starts: np.ndarray, ends: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pair every start with the nearest end at or after it in the same group.
+
+    ``starts``/``ends`` are sorted flat positions ``group * length + token``; returns indices into each."""
     nearest = np.searchsorted(ends, starts)
-    paired = nearest < ends.size
-    starts, ends = starts[paired], ends[nearest[paired]]
-    scores = (start_probs[starts] + end_probs[ends]) / 2
-    return [(int(s), int(e), float(p)) for s, e, p in zip(starts, ends, scores)]
+    found = np.flatnonzero(nearest < ends.size)
+    nearest = nearest[found]
+    same_group = ends[nearest] // length == starts[found] // length
+    return found[same_group], nearest[same_group]
 
 
-def entity(item: Encoded, start_token: int, end_token: int, entity_type: str) -> Entity:
-    start, end = int(item.starts[start_token]), int(item.ends[end_token])
-    return Entity(item.text[start:end], start, end, entity_type)
+@dataclass
+class Spans:
+    """Triples of a batch in token positions, one row each, sorted by window.
+
+    ``rows`` columns: window, subject start, subject end, relation, object start, object end."""
+
+    rows: np.ndarray  # (T, 6) int64
+    scores: np.ndarray  # (T,) float64: subject score x object score
+
+    WINDOW, SUBJECT_START, SUBJECT_END, RELATION, OBJECT_START, OBJECT_END = range(6)
+
+    @classmethod
+    def empty(cls) -> Spans:
+        return cls(np.zeros((0, 6), dtype=np.int64), np.zeros(0))
+
+    def per_window(self, windows: int) -> list[Spans]:
+        bounds = np.searchsorted(self.rows[:, self.WINDOW], np.arange(windows + 1)).tolist()
+        return [Spans(self.rows[a:b], self.scores[a:b]) for a, b in zip(bounds, bounds[1:])]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def subject_spans(
+    subject_probs: np.ndarray, content: np.ndarray, thresholds: Thresholds
+) -> tuple[np.ndarray, np.ndarray]:
+    """Subjects (N, 3) as batch index/start/end, ordered by window and start, and their scores (N,)."""
+    length = content.shape[1]
+    start_probs, end_probs = subject_probs[..., 0].ravel(), subject_probs[..., 1].ravel()
+    starts = np.flatnonzero((start_probs > thresholds.start) & content.ravel())
+    ends = np.flatnonzero((end_probs > thresholds.end) & content.ravel())
+    first, last = pair(starts, ends, length)
+    starts, ends = starts[first], ends[last]
+    subjects = np.stack([starts // length, starts % length, ends % length], axis=1)
+    return subjects, (start_probs[starts] + end_probs[ends]) / 2
+
+
+def object_spans(
+    positions: np.ndarray,
+    probs: np.ndarray,
+    subjects: np.ndarray,
+    subject_scores: np.ndarray,
+    content: np.ndarray,
+    relations: int,
+    thresholds: Thresholds,
+) -> Spans:
+    """Pair the candidate object positions from graph 2 into objects, per subject and relation."""
+    length = content.shape[1]
+    subject, token, relation = positions[:, 0], positions[:, 1], positions[:, 2]
+    keys = (subject * relations + relation) * length + token
+    order = np.argsort(keys, kind="stable")
+    keys, probs = keys[order], probs[order]
+    inside = content[subjects[subject[order], 0], token[order]]
+    start_rows = np.flatnonzero(inside & (probs[:, 0] > thresholds.start))
+    end_rows = np.flatnonzero(inside & (probs[:, 1] > thresholds.end))
+    first, last = pair(keys[start_rows], keys[end_rows], length)
+    start_rows, end_rows = start_rows[first], end_rows[last]
+    group = keys[start_rows] // length
+    subject, relation = group // relations, group % relations
+    rows = np.stack(
+        [
+            subjects[subject, 0],
+            subjects[subject, 1],
+            subjects[subject, 2],
+            relation,
+            keys[start_rows] % length,
+            keys[end_rows] % length,
+        ],
+        axis=1,
+    )
+    object_scores = (probs[start_rows, 0] + probs[end_rows, 1]) / 2
+    return Spans(rows, subject_scores[subject].astype(np.float64) * object_scores.astype(np.float64))
+
+
+def find_spans(batch: Batch, run_encoder: RunEncoder, run_objects: RunObjects, config: ExtractorConfig) -> Spans:
+    """Graph 1 on the batch, graph 2 on every subject found (in chunks), decoded to token spans."""
+    hidden, subject_probs = run_encoder(batch.input_ids, batch.attention_mask)
+    subjects, subject_scores = subject_spans(subject_probs, batch.content, config.thresholds)
+    if not len(subjects):
+        return Spans.empty()
+    thresholds = np.array([config.thresholds.start, config.thresholds.end], dtype=np.float32)
+    chunk = max(1, SUBJECT_TOKENS_PER_CALL // batch.input_ids.shape[1])
+    found_positions, found_probs = [], []
+    for begin in range(0, len(subjects), chunk):
+        positions, probs = run_objects(hidden, subjects[begin : begin + chunk], thresholds)
+        found_positions.append(positions + [begin, 0, 0])
+        found_probs.append(probs)
+    return object_spans(
+        np.concatenate(found_positions),
+        np.concatenate(found_probs),
+        subjects,
+        subject_scores,
+        batch.content,
+        len(config.relations),
+        config.thresholds,
+    )
+
+
+def to_triples(window: Encoded, spans: Spans, config: ExtractorConfig) -> list[Triple]:
+    """One window's spans as triples with character offsets into the original text."""
+    if not len(spans):
+        return []
+    rows, text, relations = spans.rows, window.text, config.relations
+    columns = (
+        window.starts[rows[:, Spans.SUBJECT_START]].tolist(),
+        window.ends[rows[:, Spans.SUBJECT_END]].tolist(),
+        rows[:, Spans.RELATION].tolist(),
+        window.starts[rows[:, Spans.OBJECT_START]].tolist(),
+        window.ends[rows[:, Spans.OBJECT_END]].tolist(),
+        spans.scores.tolist(),
+    )
+    triples = []
+    for subject_start, subject_end, r, object_start, object_end, score in zip(*columns):
+        relation = relations[r]
+        subject = Entity(text[subject_start:subject_end], subject_start, subject_end, relation.subject_type)
+        obj = Entity(text[object_start:object_end], object_start, object_end, relation.object_type)
+        triples.append(Triple(subject, relation.label, obj, score))
+    return merge_slots(triples, config.relations_by_label) if config.has_slots else triples
 
 
 def merge_slots(triples: list[Triple], relations: dict[str, Relation]) -> list[Triple]:
     """Turn per-slot triples back into one triple per complex object (DuIE 2.0).
 
     ``triples`` carry relation labels as predicates. Each extra slot (``inWork``...) attaches to the
-    main (``@value``) triples of the same subject and predicate, taking the candidate nearest to the
-    main object when there are several; slots without a main triple are dropped.
+    main (``@value``) triples of the same subject span and predicate, taking the candidate nearest to
+    the main object when there are several; slots without a main triple are dropped. Subjects are
+    compared by span, not by type: a schema derived from data may give a slot no subject type.
     """
     main, extra = [], {}
     for triple in triples:
@@ -50,49 +174,14 @@ def merge_slots(triples: list[Triple], relations: dict[str, Relation]) -> list[T
         if relation.slot == VALUE_SLOT:
             main.append((triple, relation))
         else:
-            extra.setdefault((triple.subject, relation.predicate, relation.slot), []).append(triple.object)
-    by_slot = sorted(extra.items(), key=lambda item: item[0][2])
+            key = (triple.subject.start, triple.subject.end, relation.predicate)
+            extra.setdefault(key, {}).setdefault(relation.slot, []).append(triple.object)
     merged = []
     for triple, relation in main:
+        slots = extra.get((triple.subject.start, triple.subject.end, relation.predicate), {})
         qualifiers = tuple(
             (slot, min(candidates, key=lambda entity: abs(entity.start - triple.object.start)))
-            for (subject, predicate, slot), candidates in by_slot
-            if subject == triple.subject and predicate == relation.predicate
+            for slot, candidates in sorted(slots.items())
         )
         merged.append(Triple(triple.subject, relation.predicate, triple.object, triple.score, qualifiers))
     return merged
-
-
-def extract(
-    encoded: list[Encoded], run_encoder: RunEncoder, run_objects: RunObjects, config: ExtractorConfig
-) -> list[list[Triple]]:
-    """Triples for each encoded text: one encoder call for the batch, one object call for all subjects."""
-    input_ids, attention_mask = pad([item.ids for item in encoded])
-    content = np.zeros(input_ids.shape, dtype=bool)
-    for row, item in enumerate(encoded):
-        content[row, : len(item.ids)] = item.content
-    hidden, subject_probs = run_encoder(input_ids, attention_mask)
-
-    subjects = [
-        (row, start, end, score)
-        for row in range(len(encoded))
-        for start, end, score in find_spans(
-            subject_probs[row, :, 0], subject_probs[row, :, 1], content[row], config.thresholds
-        )
-    ]
-    found: list[list[Triple]] = [[] for _ in encoded]
-    if subjects:
-        subject_index = np.array([subject[:3] for subject in subjects], dtype=np.int64)
-        object_probs = run_objects(hidden, subject_index)
-        has_start = (object_probs[..., 0] > config.thresholds.start).any(axis=1)  # (N, R)
-        for n, r in zip(*np.nonzero(has_start)):
-            row, subject_start, subject_end, subject_score = subjects[n]
-            relation = config.relations[r]
-            item = encoded[row]
-            subject = entity(item, subject_start, subject_end, relation.subject_type)
-            for start, end, score in find_spans(
-                object_probs[n, :, r, 0], object_probs[n, :, r, 1], content[row], config.thresholds
-            ):
-                obj = entity(item, start, end, relation.object_type)
-                found[row].append(Triple(subject, relation.label, obj, subject_score * score))
-    return [merge_slots(triples, config.relations_by_label) for triples in found]

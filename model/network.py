@@ -108,14 +108,21 @@ class EncoderGraph(nn.Module):
 
 
 class ObjectsGraph(nn.Module):
-    """Graph 2: hidden states, subjects (batch index, start, end) -> object probabilities."""
+    """Graph 2: hidden states, subjects (batch index, start, end), thresholds (start, end) -> the positions
+    (subject, token, relation) where an object start or end probability passes its threshold, and the two
+    probabilities there. Thresholding here means only a handful of numbers leave the accelerator instead
+    of an (N, L, R, 2) tensor. Thresholds below 0 return every position (the parity check uses that)."""
 
     def __init__(self, model: PointerExtractor) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, hidden: torch.Tensor, subjects: torch.Tensor) -> torch.Tensor:
-        return probabilities(self.model.object_logits(hidden, subjects), OBJECT_POWER)
+    def forward(
+        self, hidden: torch.Tensor, subjects: torch.Tensor, thresholds: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        probs = probabilities(self.model.object_logits(hidden, subjects), OBJECT_POWER)
+        positions = torch.nonzero((probs[..., 0] > thresholds[0]) | (probs[..., 1] > thresholds[1]))
+        return positions, probs[positions[:, 0], positions[:, 1], positions[:, 2]]
 
 
 def load_encoder(name_or_path: str | Path, config: AutoConfig | None = None) -> PreTrainedModel:
@@ -147,7 +154,7 @@ def load_extractor(directory: Path) -> tuple[PointerExtractor, ExtractorConfig]:
 
 
 def torch_runners(model: PointerExtractor):
-    """``run_encoder`` / ``run_objects`` for ``model.decode.extract`` backed by the PyTorch model."""
+    """``run_encoder`` / ``run_objects`` for ``model.decode.find_spans`` backed by the PyTorch model."""
     device = next(model.parameters()).device
     encoder_graph, objects_graph = EncoderGraph(model), ObjectsGraph(model)
 
@@ -159,7 +166,10 @@ def torch_runners(model: PointerExtractor):
         return hidden, subject_probs.cpu().numpy()
 
     @torch.inference_mode()
-    def run_objects(hidden: torch.Tensor, subjects: np.ndarray) -> np.ndarray:
-        return objects_graph(hidden, torch.from_numpy(subjects).to(device)).cpu().numpy()
+    def run_objects(hidden: torch.Tensor, subjects: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, ...]:
+        positions, probs = objects_graph(
+            hidden, torch.from_numpy(subjects).to(device), torch.from_numpy(thresholds).to(device)
+        )
+        return positions.cpu().numpy(), probs.cpu().numpy()
 
     return run_encoder, run_objects

@@ -1,19 +1,26 @@
-"""Texts in, triples out: windows, length-sorted batches, decode, and merging of windows.
+"""Texts in, triples out: windows, length-sorted padded batches, spans, triples, merging of windows.
 
 The runtime is whatever ``run_encoder``/``run_objects`` wrap: PyTorch for a training checkpoint, ONNX
-Runtime for an export (``service.engine``). Evaluation and the service both go through here.
+Runtime for an export (``model.engine``). Evaluation, the CLI and batch jobs go through here; the
+service runs the same steps split between its front ends and its engine process.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from model.decode import RunEncoder, RunObjects, extract
+from model.decode import RunEncoder, RunObjects, Spans, find_spans, to_triples
 from model.schema import ExtractorConfig, Triple
-from model.tokenize import Encoded, encode_windows
+from model.tokenize import Batch, Encoded, encode_windows, pad_windows
+
+T, P, R = TypeVar("T"), TypeVar("P"), TypeVar("R")
 
 
 @dataclass
@@ -54,7 +61,42 @@ def ownerships(windows: list[Encoded]) -> list[Ownership]:
     return [Ownership(bounds[i], bounds[i + 1], previous_ends[i]) for i in range(len(windows))]
 
 
+def merge_windows(windows: list[Encoded], found: list[list[Triple]]) -> list[Triple]:
+    """One text's triples from its windows' triples: each taken from the window that owns it, once."""
+    if len(windows) == 1:
+        return sorted(found[0], key=identity)
+    kept: dict[tuple, Triple] = {}
+    for owner, triples in zip(ownerships(windows), found):
+        for triple in triples:
+            if not owner.keeps(triple):
+                continue
+            key = identity(triple)
+            if key not in kept or kept[key].score < triple.score:
+                kept[key] = triple
+    return sorted(kept.values(), key=identity)
+
+
+def pipelined(
+    items: Iterable[T], prepare: Callable[[T], P], run: Callable[[P], R], finish: Callable[[T, R], None]
+) -> None:
+    """``finish(item, run(prepare(item)))`` for every item, with the stages overlapping: while ``run``
+    works on item k (in its own thread: ONNX Runtime and PyTorch release the GIL), this thread prepares
+    item k+1 and finishes item k-1, so the accelerator always has the next batch waiting."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="accelerator") as accelerator:
+        in_flight: deque[tuple[T, Future]] = deque()
+        for item in items:
+            in_flight.append((item, accelerator.submit(run, prepare(item))))
+            if len(in_flight) > 1:
+                done, future = in_flight.popleft()
+                finish(done, future.result())
+        while in_flight:
+            done, future = in_flight.popleft()
+            finish(done, future.result())
+
+
 class Extractor:
+    """Texts in, triples out, through ``run_encoder``/``run_objects`` (PyTorch or ONNX Runtime)."""
+
     def __init__(
         self,
         tokenizer: Tokenizer,
@@ -69,33 +111,33 @@ class Extractor:
     def windows(self, texts: list[str]) -> list[list[Encoded]]:
         return encode_windows(self.tokenizer, texts, self.config.max_length, self.config.window_stride)
 
+    def find_spans(self, batch: Batch) -> Spans:
+        return find_spans(batch, self.run_encoder, self.run_objects, self.config)
+
     def extract(self, texts: list[str], progress: bool = False) -> list[Extraction]:
         return self.extract_windows(self.windows(texts), progress)
 
     def extract_windows(self, windows: list[list[Encoded]], progress: bool = False) -> list[Extraction]:
-        """Triples per text from its tokenized windows; each triple is taken from the window that owns it."""
+        """Triples per text from its tokenized windows, batches sorted by length (least padding)."""
         flat = sorted(
             (
-                (index, window, owner)
+                (index, position, window)
                 for index, text_windows in enumerate(windows)
-                for window, owner in zip(text_windows, ownerships(text_windows))
+                for position, window in enumerate(text_windows)
             ),
-            key=lambda item: len(item[1].ids),
+            key=lambda item: len(item[2].ids),
         )
-        found: list[dict[tuple, Triple]] = [{} for _ in windows]
+        found: list[list[list[Triple]]] = [[[] for _ in text_windows] for text_windows in windows]
+        batches = [flat[begin : begin + self.batch_size] for begin in range(0, len(flat), self.batch_size)]
+
+        def finish(batch: list[tuple[int, int, Encoded]], spans: Spans) -> None:
+            for (index, position, window), window_spans in zip(batch, spans.per_window(len(batch))):
+                found[index][position] = to_triples(window, window_spans, self.config)
+            bar.update(len(batch))
+
         with tqdm(total=len(flat), desc="extract", unit="window", disable=not progress, leave=False) as bar:
-            for begin in range(0, len(flat), self.batch_size):
-                batch = flat[begin : begin + self.batch_size]
-                decoded = extract([window for _, window, _ in batch], self.run_encoder, self.run_objects, self.config)
-                for (index, _, owner), triples in zip(batch, decoded):
-                    for triple in triples:
-                        if not owner.keeps(triple):
-                            continue
-                        key = identity(triple)
-                        if key not in found[index] or found[index][key].score < triple.score:
-                            found[index][key] = triple
-                bar.update(len(batch))
+            pipelined(batches, lambda batch: pad_windows([item[2] for item in batch]), self.find_spans, finish)
         return [
-            Extraction(sorted(triples.values(), key=identity), len(text_windows))
-            for triples, text_windows in zip(found, windows)
+            Extraction(merge_windows(text_windows, text_found), len(text_windows))
+            for text_windows, text_found in zip(windows, found)
         ]

@@ -21,6 +21,9 @@ class Entity:
     end: int
     type: str = ""
 
+    def to_dict(self) -> dict:
+        return {"text": self.text, "start": self.start, "end": self.end, "type": self.type}
+
 
 @dataclass(frozen=True)
 class Triple:
@@ -46,13 +49,13 @@ class Triple:
 
     def to_dict(self) -> dict:
         result = {
-            "subject": asdict(self.subject),
+            "subject": self.subject.to_dict(),
             "predicate": self.predicate,
-            "object": asdict(self.object),
+            "object": self.object.to_dict(),
             "score": round(self.score, 4),
         }
         if self.qualifiers:
-            result["qualifiers"] = {slot: asdict(entity) for slot, entity in self.qualifiers}
+            result["qualifiers"] = {slot: entity.to_dict() for slot, entity in self.qualifiers}
         return result
 
 
@@ -112,6 +115,11 @@ class ExtractorConfig:
     @cached_property
     def relations_by_label(self) -> dict[str, Relation]:
         return {relation.label: relation for relation in self.relations}
+
+    @cached_property
+    def has_slots(self) -> bool:
+        """Whether some relation is an extra slot of a complex object (DuIE 2.0)."""
+        return any(relation.slot != VALUE_SLOT for relation in self.relations)
 
     def save(self, directory: Path) -> None:
         (Path(directory) / CONFIG_FILE).write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer
+from tokenizers import Tokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
 # Han, kana, CJK punctuation and full-width forms: one token per character, as Chinese BERT does.
@@ -65,34 +66,63 @@ def load_tokenizer(directory: Path) -> Tokenizer:
     return tokenizer
 
 
-def to_encoded(text: str, encoding: Encoding) -> Encoded:
-    special = np.asarray(encoding.special_tokens_mask, dtype=bool)
-    starts = np.full(len(encoding.ids), -1, dtype=np.int64)
-    ends = np.full(len(encoding.ids), -1, dtype=np.int64)
-    for index, (start, end) in enumerate(encoding.offsets):
-        # SentencePiece offsets include the space before a word; entities never start with one
-        while start < end and text[start].isspace():
-            start += 1
-        while end > start and text[end - 1].isspace():
-            end -= 1
-        if not special[index] and end > start:
-            starts[index], ends[index] = start, end
-    return Encoded(text, np.asarray(encoding.ids, dtype=np.int64), starts, ends)
+# Every code point Python counts as whitespace lies below U+3001; a table lookup tells them apart.
+SPACE_TABLE = np.array([chr(code).isspace() for code in range(0x3002)], dtype=bool)
+SPACE_TABLE[-1] = False  # stands for every code point above the table
+
+
+def strip_spaces(codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Token character spans without the whitespace at their edges (SentencePiece offsets include the
+    space before a word; entities never start with one). ``codes``: the text's code points. An empty
+    span comes back with start == end."""
+    solid = np.flatnonzero(~SPACE_TABLE[np.minimum(codes, SPACE_TABLE.size - 1)])
+    solid = np.append(solid, codes.size)  # a sentinel: no solid character from here on
+    new_starts = solid[np.searchsorted(solid, starts)]
+    before_end = np.searchsorted(solid, ends) - 1  # the last solid character before each end
+    new_ends = np.where(before_end >= 0, solid[np.maximum(before_end, 0)] + 1, 0)
+    return new_starts, np.maximum(new_ends, new_starts)
 
 
 def encode_windows(tokenizer: Tokenizer, texts: list[str], max_length: int, stride: int) -> list[list[Encoded]]:
     """Tokenize ``texts``; a text longer than ``max_length`` tokens (special tokens included) becomes
-    several windows that share ``stride`` tokens with their neighbours. Offsets are into the full text."""
+    several windows that share ``stride`` tokens with their neighbours. Offsets are into the full text.
+
+    The whole batch is converted at once: one array of ids, offsets and code points for all its windows."""
     if not 0 <= stride < max_length - 2:
         raise ValueError(f"window stride {stride} must be at least 0 and below max length - 2 ({max_length - 2})")
     current = tokenizer.truncation
     if current is None or (current["max_length"], current["stride"]) != (max_length, stride):
         # set once, not per call: the service tokenizes in several threads with one tokenizer
         tokenizer.enable_truncation(max_length, stride=stride)
-    return [
-        [to_encoded(text, window) for window in (encoding, *encoding.overflowing)]
-        for text, encoding in zip(texts, tokenizer.encode_batch(texts))
-    ]
+    windows = [(encoding, *encoding.overflowing) for encoding in tokenizer.encode_batch(texts)]
+    flat = list(chain.from_iterable(windows))
+    if not flat:
+        return []
+    lengths = np.fromiter((len(window.ids) for window in flat), np.int64, len(flat))
+    total = int(lengths.sum())
+    ids = np.fromiter(chain.from_iterable(window.ids for window in flat), np.int64, total)
+    special = np.fromiter(chain.from_iterable(window.special_tokens_mask for window in flat), bool, total)
+    offsets = np.fromiter(
+        chain.from_iterable(chain.from_iterable(window.offsets for window in flat)), np.int64, 2 * total
+    ).reshape(-1, 2)
+    # offsets into one string of all the texts, so that one pass strips every token's spaces
+    text_base = np.cumsum([0] + [len(text) for text in texts])
+    window_base = np.repeat(text_base[:-1], [len(text_windows) for text_windows in windows])
+    token_base = np.repeat(window_base, lengths)
+    codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    starts, ends = strip_spaces(codes, offsets[:, 0] + token_base, offsets[:, 1] + token_base)
+    empty = special | (ends <= starts)
+    starts = np.where(empty, -1, starts - token_base)
+    ends = np.where(empty, -1, ends - token_base)
+    bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    result, index = [], 0
+    for text, text_windows in zip(texts, windows):
+        result.append([])
+        for _ in text_windows:
+            begin, end = bounds[index], bounds[index + 1]
+            result[-1].append(Encoded(text, ids[begin:end], starts[begin:end], ends[begin:end]))
+            index += 1
+    return result
 
 
 def encode(tokenizer: Tokenizer, texts: list[str], max_length: int) -> list[Encoded]:
@@ -102,10 +132,24 @@ def encode(tokenizer: Tokenizer, texts: list[str], max_length: int) -> list[Enco
 
 def pad(sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Stack token ids padded to the longest: ``input_ids`` and ``attention_mask``, both int64."""
-    length = max(len(ids) for ids in sequences)
-    input_ids = np.zeros((len(sequences), length), dtype=np.int64)
-    attention_mask = np.zeros((len(sequences), length), dtype=np.int64)
-    for row, ids in enumerate(sequences):
-        input_ids[row, : len(ids)] = ids
-        attention_mask[row, : len(ids)] = 1
+    lengths = np.fromiter((len(ids) for ids in sequences), np.int64, len(sequences))
+    attention_mask = (np.arange(lengths.max()) < lengths[:, None]).astype(np.int64)
+    input_ids = np.zeros(attention_mask.shape, dtype=np.int64)
+    input_ids[attention_mask.astype(bool)] = np.concatenate(sequences)
     return input_ids, attention_mask
+
+
+@dataclass
+class Batch:
+    """Windows padded into one engine call: ``content`` marks the tokens that cover text."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    content: np.ndarray
+
+
+def pad_windows(windows: list[Encoded]) -> Batch:
+    input_ids, attention_mask = pad([window.ids for window in windows])
+    content = np.zeros(input_ids.shape, dtype=bool)
+    content[attention_mask.astype(bool)] = np.concatenate([window.starts for window in windows]) >= 0
+    return Batch(input_ids, attention_mask, content)

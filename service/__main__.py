@@ -1,4 +1,4 @@
-"""``python -m service``: run the API with uvicorn, settings from ``TRIPLEX_*`` variables and flags.
+"""``python -m service``: the engine process, then the API in uvicorn; settings from ``TRIPLEX_*`` and flags.
 
 This is what the container runs; it imports neither PyTorch nor the training code.
 """
@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import uvicorn
 
-from service.engine import ExportError, is_export
+from model.engine import ExportError, is_export
+from service.metrics import use_folder
 from service.settings import Settings
+from service.supervisor import EngineStartError, EngineSupervisor
 
 
 def serve(argv: list[str] | None = None) -> int:
@@ -20,8 +25,8 @@ def serve(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="export folder (TRIPLEX_MODEL_DIR)")
     parser.add_argument("--host", help="address to listen on (TRIPLEX_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (TRIPLEX_PORT, default 8000)")
-    parser.add_argument("--workers", type=int, help="server processes (TRIPLEX_WORKERS, default 1)")
-    parser.add_argument("--provider", help="auto, cuda, tensorrt or cpu (TRIPLEX_PROVIDER)")
+    parser.add_argument("--workers", type=int, help="HTTP front-end processes (TRIPLEX_WORKERS, default 1)")
+    parser.add_argument("--provider", help="auto, cuda or cpu (TRIPLEX_PROVIDER)")
     args = parser.parse_args(argv)
     # flags win over the environment; worker processes read the environment
     for name in ("model", "host", "port", "workers", "provider"):
@@ -39,16 +44,34 @@ def serve(argv: list[str] | None = None) -> int:
         )
         print(f"triplex: error: {error}", file=sys.stderr)
         return 2
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        timeout_graceful_shutdown=int(settings.request_timeout_s) + 1,
-        log_level="info",
-        access_log=settings.access_log,
-    )
+    # One engine process owns the accelerator and forms the batches; the uvicorn workers feed it.
+    # Every process writes its metrics into one folder, which /metrics sums.
+    work = tempfile.mkdtemp(prefix="triplex-")
+    os.environ["TRIPLEX_ENGINE_SOCKET"] = str(Path(work) / "engine.sock")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Path(work) / "metrics")
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir()
+    use_folder()
+    supervisor = EngineSupervisor(os.environ["TRIPLEX_ENGINE_SOCKET"])
+    try:
+        supervisor.start()
+    except EngineStartError as error:
+        print(f"triplex: error: {error}", file=sys.stderr)
+        shutil.rmtree(work, ignore_errors=True)
+        return 2
+    try:
+        uvicorn.run(
+            "service.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            timeout_graceful_shutdown=int(settings.request_timeout_s) + 1,
+            log_level="info",
+            access_log=settings.access_log,
+        )
+    finally:  # the workers have drained through the engine; now it can go
+        supervisor.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ExtractRequest(BaseModel):
@@ -12,6 +16,15 @@ class ExtractRequest(BaseModel):
 
     text: str | None = Field(None, description="one text")
     texts: list[str] | None = Field(None, min_length=1, description="several texts, answered in order")
+
+    @field_validator("text", "texts")
+    @classmethod
+    def no_lone_surrogates(cls, value: str | list[str] | None) -> str | list[str] | None:
+        # JSON may escape half of a UTF-16 pair ("\ud800"); such a string is not text and cannot be tokenized
+        for text in [value] if isinstance(value, str) else value or []:
+            if SURROGATE.search(text):
+                raise ValueError("contains a lone UTF-16 surrogate (an escaped \\uD800-\\uDFFF without its pair)")
+        return value
 
     @model_validator(mode="after")
     def one_of_text_or_texts(self) -> ExtractRequest:

@@ -1,20 +1,30 @@
-"""The FastAPI application: thin routes over the engine and the batcher."""
+"""The FastAPI application: thin routes over a front end's share of the work.
+
+Each HTTP process parses, validates, tokenizes, turns spans into triples and serializes; the engine
+process (``service.engine_process``) forms batches across all of them and runs the model.
+"""
 
 import asyncio
 import contextlib
+import json
 import secrets
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.pipeline import Extraction
+from model.decode import Spans, to_triples
+from model.engine import EXPORT_FILES, ExportError
+from model.pipeline import merge_windows
+from model.schema import ExtractorConfig
+from model.tokenize import Encoded, encode_windows, load_tokenizer
 from service.api_models import (
     ErrorResponse,
     ExtractRequest,
@@ -23,13 +33,14 @@ from service.api_models import (
     RelationOut,
     SchemaResponse,
 )
-from service.batcher import Batcher, Closed, QueueFull
-from service.engine import Engine
-from service.metrics import Metrics
+from service.client import EngineClient, EngineError
+from service.metrics import CONTENT_TYPE_LATEST, Metrics, exposition
 from service.settings import Settings
+from service.supervisor import EngineSupervisor
 
 DISCONNECT_POLL_S = 0.05
-ERRORS = {status: {"model": ErrorResponse} for status in (401, 413, 422, 429, 503, 504)}
+INLINE_CHARACTERS = 4000  # requests with more text are tokenized and decoded off the event loop
+ERRORS = {status: {"model": ErrorResponse} for status in (401, 413, 422, 429, 500, 503, 504)}
 
 
 class ApiError(Exception):
@@ -74,26 +85,34 @@ class CountRequests:
 class Service:
     settings: Settings
     metrics: Metrics
-    engine: Engine | None = None
-    batcher: Batcher | None = None
-    ready: bool = False
+    config: ExtractorConfig | None = None
+    tokenizer: object = None
+    client: EngineClient | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.client is not None and self.client.ready
+
+    def windows(self, texts: list[str]) -> list[list[Encoded]]:
+        return encode_windows(self.tokenizer, texts, self.config.max_length, self.config.window_stride)
+
+    def results(self, windows: list[list[Encoded]], spans: Spans) -> bytes:
+        """The response body: each text's triples, merged across its windows, as JSON."""
+        per_window = iter(spans.per_window(sum(len(text_windows) for text_windows in windows)))
+        results = []
+        for text_windows in windows:
+            found = [to_triples(window, next(per_window), self.config) for window in text_windows]
+            triples = merge_windows(text_windows, found)
+            results.append({"triples": [triple.to_dict() for triple in triples], "windows": len(text_windows)})
+        return json.dumps({"results": results}, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def warm_up(engine: Engine, settings: Settings, batch_size: int) -> None:
-    """Run the engine on every shape bucket it will meet: sequence lengths and batch sizes in powers of
-    two up to the limits, so the first requests do not pay for kernel selection and memory arenas."""
-    for tokens in powers_of_two(8, engine.config.max_length):
-        windows = engine.extractor.windows([" ".join(["the"] * tokens)])
-        for batch in powers_of_two(1, max(1, min(batch_size, settings.max_batch_tokens // tokens))):
-            engine.extractor.extract_windows(windows * batch)
-
-
-def powers_of_two(low: int, high: int) -> list[int]:
-    """low, 2 low, 4 low ... below high, then high."""
-    values = [low]
-    while values[-1] * 2 < high:
-        values.append(values[-1] * 2)
-    return values + [high] if high > low else values
+def load_front_end(folder: Path) -> tuple[ExtractorConfig, object]:
+    """What a front end needs of the export: the settings and the tokenizer, not the graphs."""
+    missing = [name for name in EXPORT_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ExportError(f"'{folder}' is not an export folder (missing {', '.join(missing)}); run 'triplex export'")
+    return ExtractorConfig.load(folder), load_tokenizer(folder)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -102,23 +121,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = await asyncio.to_thread(Engine, settings.model_dir, settings.provider, settings.threads)
-        batch_size = engine.extractor.batch_size = settings.batch_size(engine.on_gpu)
-        await asyncio.to_thread(warm_up, engine, settings, batch_size)
-        service.engine = engine
-        service.batcher = Batcher(
-            engine.extractor.extract_windows,
-            service.metrics,
-            batch_size,
-            settings.max_batch_tokens,
-            settings.max_wait_ms / 1000,
-            settings.max_queue,
-        )
-        service.batcher.start()
-        service.ready = True
+        service.config, service.tokenizer = load_front_end(Path(settings.model_dir))
+        socket_path, supervisor = settings.engine_socket, None
+        if socket_path is None:  # run on its own (tests, plain uvicorn): start an engine process of its own
+            socket_path = str(Path(tempfile.mkdtemp(prefix="triplex-")) / "engine.sock")
+            supervisor = EngineSupervisor(socket_path, settings.environment())
+            await asyncio.to_thread(supervisor.start)
+        app.state.supervisor = supervisor
+        service.client = EngineClient(socket_path)
+        await service.client.start(timeout=600)
         yield
-        service.ready = False
-        await service.batcher.drain(settings.request_timeout_s)
+        await service.client.drain(settings.request_timeout_s)
+        if supervisor is not None:
+            await asyncio.to_thread(supervisor.stop)
 
     app = FastAPI(
         title="triplex",
@@ -156,14 +171,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ApiError(401, "unauthorized", "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
 
     async def running() -> Service:
-        if not service.ready or service.batcher is None:
-            raise ApiError(503, "not_ready", "the model is still loading; retry shortly", {"Retry-After": "1"})
+        if not service.ready:
+            raise ApiError(503, "not_ready", "the engine is loading or restarting; retry shortly", {"Retry-After": "1"})
         return service
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses=ERRORS)
 
-    @v1.post("/extract", response_model=ExtractResponse, response_model_exclude_none=True)
-    async def extract(body: ExtractRequest, request: Request, current: Annotated[Service, Depends(running)]) -> dict:
+    @v1.post("/extract", response_model=ExtractResponse)
+    async def extract(
+        body: ExtractRequest, request: Request, current: Annotated[Service, Depends(running)]
+    ) -> Response:
         texts = body.all_texts
         if len(texts) > settings.max_texts:
             raise ApiError(
@@ -176,28 +193,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "text_too_long",
                     f"text {index} has {len(text)} characters; the limit is {settings.max_text_chars}",
                 )
-        windows = await asyncio.to_thread(current.engine.extractor.windows, texts)
+        inline = sum(len(text) for text in texts) <= INLINE_CHARACTERS
+        windows = current.windows(texts) if inline else await asyncio.to_thread(current.windows, texts)
+        flat = [window for text_windows in windows for window in text_windows]
         deadline = time.monotonic() + settings.request_timeout_s
-        try:
-            futures = current.batcher.submit(windows, deadline)
-        except QueueFull:
-            raise ApiError(
-                429, "queue_full", "the server is at capacity; retry shortly", {"Retry-After": "1"}
-            ) from None
-        except Closed:
-            raise ApiError(503, "shutting_down", "the server is shutting down", {"Retry-After": "1"}) from None
-        results = await wait_for_results(futures, request, deadline)
-        # the triples' own JSON form (the CLI's too); FastAPI checks it against ExtractResponse once
-        return {
-            "results": [
-                {"triples": [triple.to_dict() for triple in found.triples], "windows": found.windows}
-                for found in results
-            ]
-        }
+        spans = await wait_for_spans(current.client.extract(flat, deadline), request, deadline)
+        body = current.results(windows, spans) if inline else await asyncio.to_thread(current.results, windows, spans)
+        # already the API's JSON form (the triples' own, the CLI's too); FastAPI need not check it again
+        return Response(body, media_type="application/json")
 
     @v1.get("/schema", response_model=SchemaResponse)
     async def schema(current: Annotated[Service, Depends(running)]) -> SchemaResponse:
-        relations = current.engine.config.relations
+        relations = current.config.relations
         return SchemaResponse(
             predicates=sorted({r.predicate for r in relations}),
             entity_types=sorted({t for r in relations for t in (r.subject_type, r.object_type) if t}),
@@ -206,15 +213,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @v1.get("/model", response_model=ModelResponse)
     async def model_info(current: Annotated[Service, Depends(running)]) -> ModelResponse:
-        engine = current.engine
-        export = engine.config.export
+        config = current.config
         return ModelResponse(
-            name=engine.folder.resolve().name,
-            precision=export.precision if export else "fp32",
-            provider=engine.provider,
-            max_length=engine.config.max_length,
-            window_stride=engine.config.window_stride,
-            fusions=export.fusions if export else {},
+            name=Path(settings.model_dir).resolve().name,
+            precision=current.client.info["precision"],
+            provider=current.client.info["provider"],
+            max_length=config.max_length,
+            window_stride=config.window_stride,
+            fusions=config.export.fusions if config.export else {},
         )
 
     app.include_router(v1)
@@ -230,14 +236,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(await asyncio.to_thread(exposition), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
 
-async def wait_for_results(futures: list[asyncio.Future], request: Request, deadline: float) -> list[Extraction]:
-    """The texts' results, or 504 at the deadline; a client that goes away has its texts dropped."""
-    gathered = asyncio.gather(*futures)
+async def wait_for_spans(extraction: Coroutine, request: Request, deadline: float) -> Spans:
+    """The engine's answer, or 504 at the deadline; a client that goes away has its request dropped."""
+    task = asyncio.ensure_future(extraction)
     try:
         while True:
             remaining = deadline - time.monotonic()
@@ -245,13 +251,14 @@ async def wait_for_results(futures: list[asyncio.Future], request: Request, dead
                 raise ApiError(
                     504, "timeout", "the request waited past its deadline; retry or raise TRIPLEX_REQUEST_TIMEOUT_S"
                 )
-            done, _ = await asyncio.wait({gathered}, timeout=min(remaining, DISCONNECT_POLL_S))
+            done, _ = await asyncio.wait({task}, timeout=min(remaining, DISCONNECT_POLL_S))
             if done:
-                return gathered.result()
+                return task.result()
             if await request.is_disconnected():
                 raise ApiError(499, "client_closed", "the client closed the connection")
-    except TimeoutError:
-        raise ApiError(504, "timeout", "the request waited past its deadline") from None
+    except EngineError as error:
+        headers = {"Retry-After": "1"} if error.status in (429, 503) else None
+        raise ApiError(error.status, error.code, error.message, headers) from None
     finally:
-        if not gathered.done():
-            gathered.cancel()  # cancels the texts' futures: the batcher drops them
+        if not task.done():
+            task.cancel()  # tells the engine process to drop the request

@@ -14,8 +14,8 @@ class Settings(BaseSettings):
     model_dir: Path = Field(Path("export"), description="export folder written by `triplex export`")
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 in the container)")
     port: int = Field(8000, description="port to listen on")
-    workers: int = Field(1, ge=1, description="server processes, each with its own engine and batcher")
-    provider: str = Field("auto", description="auto, cuda, tensorrt or cpu")
+    workers: int = Field(1, ge=1, description="HTTP front-end processes; all feed one engine process")
+    provider: str = Field("auto", description="auto (CUDA when available), cuda or cpu")
     threads: int = Field(0, ge=0, description="CPU threads per engine (0: one per core)")
     max_batch_size: int = Field(
         0, ge=0, description="windows per engine call; 1 disables batching; 0: 8 on the CPU, 64 on a GPU"
@@ -24,12 +24,25 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(
         0.0, ge=0, description="how long a thin queue waits for more requests (0: never; batches gather while one runs)"
     )
-    max_queue: int = Field(1024, ge=1, description="texts waiting at most; beyond it requests get 429")
+    max_queue: int = Field(4096, ge=1, description="windows waiting at most; beyond it requests get 429")
     max_text_chars: int = Field(100_000, ge=1, description="characters per text; longer texts get 413")
     max_texts: int = Field(64, ge=1, description="texts per request; more get 413")
     request_timeout_s: float = Field(30.0, gt=0, description="a request waiting longer gets 504")
     access_log: bool = Field(False, description="log every request (uvicorn's access log); costs CPU under load")
     api_key: SecretStr | None = Field(None, description="when set, requests need `Authorization: Bearer <key>`")
+    engine_socket: str | None = Field(
+        None, description="Unix socket of a running engine process (set by `triplex serve`; unset: the app starts one)"
+    )
+
+    def environment(self) -> dict[str, str]:
+        """These settings as the ``TRIPLEX_*`` variables a child process reads them from."""
+        variables = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is not None:
+                value = value.get_secret_value() if isinstance(value, SecretStr) else value
+                variables[f"TRIPLEX_{name.upper()}"] = str(value)
+        return variables
 
     def batch_size(self, on_gpu: bool) -> int:
         """Measured on 2 CPU cores: batches of 8 beat 32 (less padding, and batching gains little there)."""

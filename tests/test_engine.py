@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model.engine import Engine, ExportError
 from model.export import export
 from model.network import load_extractor, torch_runners
 from model.pipeline import Extractor, ownerships
 from model.schema import Entity, ExtractorConfig, Triple
 from model.tokenize import Encoded, encode_windows, load_tokenizer
-from service.engine import Engine, ExportError
 from training.data import Example, Summary
 from training.evaluate import score
 from training.sample import RELATIONS, generate

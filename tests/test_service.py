@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -16,9 +17,6 @@ import httpx
 import pytest
 
 from service.app import create_app
-from service.batcher import Batcher
-from service.engine import Engine
-from service.metrics import Metrics
 from service.settings import Settings
 from training.sample import generate
 
@@ -28,7 +26,7 @@ TEXTS = [example.text for example in generate(24, seed=5)]
 
 
 def settings(export: Path, **overrides) -> Settings:
-    return Settings(model_dir=export, provider="cpu", threads=1, **overrides)
+    return Settings(model_dir=export, provider="cpu", threads=1, engine_socket=None, **overrides)
 
 
 async def with_client(app, work):
@@ -80,6 +78,13 @@ def test_refusals(trained: tuple[Path, Path]) -> None:
             "neither": await post("/v1/extract", json={}),
             "bad_json": await post("/v1/extract", content=b"{not json", headers={"content-type": "application/json"}),
             "empty_text": await post("/v1/extract", json={"text": "   "}),
+            # a lone surrogate, escaped in JSON: valid JSON, not valid text
+            "surrogate": await post(
+                "/v1/extract", content=b'{"text": "a \\ud800"}', headers={"content-type": "application/json"}
+            ),
+            "surrogate_in_list": await post(
+                "/v1/extract", content=b'{"texts": ["ok", "\\udfff b"]}', headers={"content-type": "application/json"}
+            ),
         }
 
     responses = asyncio.run(with_client(app, work))
@@ -92,6 +97,8 @@ def test_refusals(trained: tuple[Path, Path]) -> None:
         "neither": 422,
         "bad_json": 422,
         "empty_text": 200,
+        "surrogate": 422,
+        "surrogate_in_list": 422,
     }
     for name, status in expected.items():
         response = responses[name]
@@ -100,6 +107,7 @@ def test_refusals(trained: tuple[Path, Path]) -> None:
             assert set(response.json()["error"]) == {"code", "message"}
     assert "limit is 200" in responses["too_long"].json()["error"]["message"]
     assert responses["empty_text"].json() == {"results": [{"triples": [], "windows": 1}]}
+    assert "surrogate" in responses["surrogate"].json()["error"]["message"]
 
 
 def test_api_key(trained: tuple[Path, Path]) -> None:
@@ -120,7 +128,7 @@ def test_api_key(trained: tuple[Path, Path]) -> None:
 
 
 def test_queue_full_gives_429_and_deadline_gives_504(trained: tuple[Path, Path]) -> None:
-    crowded = create_app(settings(trained[1], max_queue=1, max_batch_size=1))
+    crowded = create_app(settings(trained[1], max_queue=4, max_batch_size=1))
     long_text = " ".join(TEXTS) * 3
 
     async def burst(client: httpx.AsyncClient):
@@ -155,94 +163,126 @@ def test_schema_model_and_health(trained: tuple[Path, Path]) -> None:
     assert live.status_code == ready.status_code == docs.status_code == 200
 
 
-def test_batcher_drops_texts_whose_client_left(trained: tuple[Path, Path]) -> None:
-    engine = Engine(trained[1], provider="cpu", threads=1)
-    seen: list[int] = []
-
-    def run_batch(windows):
-        seen.append(len(windows))
-        return engine.extractor.extract_windows(windows)
-
-    async def scenario():
-        metrics = Metrics()
-        batcher = Batcher(run_batch, metrics, max_wait_s=0.05)
-        windows = engine.extractor.windows(TEXTS[:4])
-        futures = batcher.submit(windows, deadline=time.monotonic() + 10)
-        futures[1].cancel()
-        futures[2].cancel()
-        batcher.start()
-        results = await asyncio.gather(futures[0], futures[3])
-        await batcher.drain(timeout=5)
-        return results, metrics
-
-    results, metrics = asyncio.run(scenario())
-    assert seen == [2] and all(result.triples for result in results)
-    assert metrics.dropped.labels("cancelled")._value.get() == 2
-
-
-def test_batcher_groups_queued_texts_by_length_oldest_first(trained: tuple[Path, Path]) -> None:
-    engine = Engine(trained[1], provider="cpu", threads=1)
-    batches: list[list[int]] = []
-
-    def run_batch(windows):
-        batches.append([len(text_windows[0].ids) for text_windows in windows])
-        return engine.extractor.extract_windows(windows)
-
-    texts = [" ".join(["Paris"] * words) for words in (2, 20, 3, 19, 10)]
-
-    async def scenario():
-        batcher = Batcher(run_batch, Metrics(), max_batch_size=2)
-        futures = batcher.submit(engine.extractor.windows(texts), deadline=time.monotonic() + 10)
-        batcher.start()
-        results = await asyncio.gather(*futures)
-        await batcher.drain(timeout=5)
-        return results
-
-    results = asyncio.run(scenario())
-    lengths = [len(w[0].ids) for w in engine.extractor.windows(texts)]
-    # the oldest text leads each batch, joined by the queued text nearest to it in length
-    assert batches == [[lengths[0], lengths[2]], [lengths[1], lengths[3]], [lengths[4]]]
-    assert [r.windows for r in results] == [1] * 5
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-@pytest.fixture()
-def server(trained: tuple[Path, Path]):
-    """A real ``triplex serve`` process on loopback."""
+def start_server(export: Path, *flags: str, **variables: str) -> tuple[subprocess.Popen, str]:
+    """A real ``triplex serve`` process on loopback, once it is ready."""
     port = free_port()
-    env = {
-        **os.environ,
-        "TRIPLEX_PROVIDER": "cpu",
-        "TRIPLEX_THREADS": "1",
-        "TRIPLEX_MAX_WAIT_MS": "10",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = {**os.environ, "TRIPLEX_PROVIDER": "cpu", "TRIPLEX_THREADS": "1", "PYTHONPATH": str(ROOT), **variables}
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--model", str(trained[1]), "--port", str(port)],
+        [sys.executable, "-m", "service", "--model", str(export), "--port", str(port), *flags],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    for _ in range(600):
         try:
             if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                break
+                return process, url
         except httpx.HTTPError:
             pass
         if process.poll() is not None:
             pytest.fail(f"server exited: {process.stdout.read()}")
         time.sleep(0.1)
+    process.kill()
+    pytest.fail("server did not become ready")
+
+
+@pytest.fixture()
+def server(trained: tuple[Path, Path]):
+    process, url = start_server(trained[1])
     yield process, url
     if process.poll() is None:
         process.kill()
         process.wait()
+
+
+@pytest.fixture()
+def two_workers(trained: tuple[Path, Path]):
+    process, url = start_server(trained[1], "--workers", "2")
+    yield process, url
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_two_workers_batch_together_and_match_the_cli(two_workers, trained: tuple[Path, Path], tmp_path: Path):
+    _, url = two_workers
+
+    async def load():
+        limits = httpx.Limits(max_connections=16)
+        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+            return await asyncio.gather(*(client.post("/v1/extract", json={"text": t}) for t in TEXTS * 4))
+
+    responses = asyncio.run(load())
+    assert all(response.status_code == 200 for response in responses)
+    (tmp_path / "texts.jsonl").write_text("".join(json.dumps({"text": text}) + "\n" for text in TEXTS))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.cli",
+            "extract",
+            "--model",
+            str(trained[1]),
+            "--device",
+            "cpu",
+            "--input",
+            str(tmp_path / "texts.jsonl"),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+        ],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+    )
+    cli = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    served = [response.json()["results"][0] for response in responses[: len(TEXTS)]]
+    assert [{"triples": c["triples"], "windows": c["windows"]} for c in cli] == served
+    assert any(result["triples"] for result in served)
+    metrics = httpx.get(f"{url}/metrics").text
+    # both workers' requests are counted, and the one engine formed batches of several requests
+    assert metric(metrics, 'triplex_requests_total{route="/v1/extract",status="200"}') == len(responses)
+    assert metric(metrics, "triplex_batch_texts_count") > metric(metrics, 'triplex_batch_texts_bucket{le="1.0"}')
+
+
+def test_sigterm_with_two_workers_loses_no_accepted_request(two_workers) -> None:
+    process, url = two_workers
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            requests = [asyncio.create_task(client.post("/v1/extract", json={"texts": TEXTS})) for _ in range(40)]
+            await asyncio.sleep(0.3)  # some answered, some accepted and queued, then the signal
+            process.send_signal(signal.SIGTERM)
+            return await asyncio.gather(*requests, return_exceptions=True)
+
+    responses = asyncio.run(burst())
+    answered = [r for r in responses if isinstance(r, httpx.Response)]
+    assert answered and all(r.status_code == 200 for r in answered)  # every accepted request is answered
+    assert all(isinstance(r, httpx.ConnectError) for r in responses if not isinstance(r, httpx.Response))
+    assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+    log = process.stdout.read()
+    assert log.count("Finished server process") == 2 and "Traceback" not in log
+
+
+def test_a_provider_that_cannot_load_stops_the_start_with_one_line(trained: tuple[Path, Path]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "--model", str(trained[1]), "--provider", "cuda", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("triplex: error:")]
+    assert len(lines) == 1 and "cuda" in lines[0] and "Traceback" not in result.stderr
 
 
 def test_real_server_answers_and_stops_cleanly_on_sigterm(server) -> None:

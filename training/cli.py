@@ -48,7 +48,7 @@ def check_model_dir(path: str) -> Path:
 
 def load_model(path: str, device: str, batch_size: int = 32):
     """An ``Extractor`` over an export folder (ONNX Runtime) or a training checkpoint (PyTorch)."""
-    from service.engine import Engine, ExportError, is_export
+    from model.engine import Engine, ExportError, is_export
 
     if is_export(path):
         try:

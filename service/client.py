@@ -1,0 +1,118 @@
+"""A front end's connection to the engine process: submit a request's windows, await their spans.
+
+When the engine process goes away, every request in flight fails at once with 503 (none hangs), and
+the connection is made again in the background until the restarted engine answers; ``ready`` tells
+whether requests can be taken now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+
+import numpy as np
+
+from model.decode import Spans
+from model.tokenize import Encoded
+from service import wire
+
+RECONNECT_S = 0.1
+
+
+class EngineError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class EngineClient:
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self.writer: asyncio.StreamWriter | None = None
+        self.pending: dict[int, asyncio.Future] = {}
+        self.ids = itertools.count()
+        self.info: dict = {}
+        self.task: asyncio.Task | None = None
+        self.closing = False
+
+    @property
+    def ready(self) -> bool:
+        return self.writer is not None and self.task is not None and not self.task.done()
+
+    async def start(self, timeout: float) -> None:
+        """Connect (retrying while the engine starts) and keep the connection alive from then on."""
+        self.task = asyncio.get_running_loop().create_task(self.connection_loop())
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.writer is None:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"no engine process answered on {self.socket_path} within {timeout:.0f} s")
+            await asyncio.sleep(0.02)
+
+    async def connection_loop(self) -> None:
+        while not self.closing:
+            try:
+                reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=1 << 24)
+                kind, self.info = await self.read(reader)
+                self.writer = writer
+                await self.dispatch(reader)
+            except (OSError, EOFError, asyncio.IncompleteReadError):
+                pass
+            self.writer = None
+            self.fail_all(EngineError(503, "engine_restarting", "the engine process stopped; retry shortly"))
+            if not self.closing:
+                await asyncio.sleep(RECONNECT_S)
+
+    @staticmethod
+    async def read(reader: asyncio.StreamReader) -> tuple:
+        (size,) = wire.HEADER.unpack(await reader.readexactly(wire.HEADER.size))
+        return wire.parse(await reader.readexactly(size))
+
+    async def dispatch(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            message = await self.read(reader)
+            future = self.pending.pop(message[1], None)
+            if future is None or future.done():
+                continue
+            if message[0] == "done":
+                future.set_result(Spans(message[2], message[3]))
+            else:
+                future.set_exception(EngineError(*message[2:]))
+
+    def fail_all(self, error: EngineError) -> None:
+        pending, self.pending = self.pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(error)
+
+    async def extract(self, windows: list[Encoded], deadline: float) -> Spans:
+        """Spans for the windows (the WINDOW column indexes ``windows``); raises ``EngineError``."""
+        if self.writer is None:
+            raise EngineError(503, "engine_restarting", "the engine process is restarting; retry shortly")
+        request_id = next(self.ids)
+        future = self.pending[request_id] = asyncio.get_running_loop().create_future()
+        ids = np.concatenate([window.ids for window in windows])
+        starts = np.concatenate([window.starts for window in windows])
+        lengths = [len(window.ids) for window in windows]
+        self.writer.write(wire.frame(("submit", request_id, ids, starts, lengths, deadline)))
+        try:
+            return await future
+        except asyncio.CancelledError:  # the client left or the deadline passed: free the engine of it
+            self.pending.pop(request_id, None)
+            if self.writer is not None:
+                self.writer.write(wire.frame(("cancel", request_id)))
+            raise
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (up to ``timeout``) for the requests in flight, then close."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.pending and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        self.closing = True
+        if self.writer is not None:
+            self.writer.close()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task

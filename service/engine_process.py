@@ -1,0 +1,247 @@
+"""The one process that owns the accelerator: it forms the batches for every front end and runs them.
+
+    python -m service.engine_process SOCKET_PATH     (started by the supervisor; settings from TRIPLEX_*)
+
+Front ends send tokenized windows over a Unix socket (``service.wire``); this process queues them in
+the fair ``Scheduler``, pads batches, runs both graphs and the vectorised decode, and sends back each
+request's triples as token spans once all its windows are done. Three stages overlap: while the
+accelerator thread runs batch k, this thread pads batch k+1 and hands out the results of batch k-1.
+
+A failing batch is retried request by request, so one poisonous text fails only its own request; an
+out-of-memory error splits the batch in halves first. The process ignores SIGINT and SIGTERM: it lives
+until its supervisor closes its standard input, so that front ends can drain through it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.decode import Spans
+from model.engine import Engine, ExportError
+from model.tokenize import Encoded, pad_windows
+from service import wire
+from service.metrics import Metrics
+from service.scheduler import Request, Scheduler
+from service.settings import Settings
+
+READY_LINE = "engine ready"
+OUT_OF_MEMORY = ("out of memory", "failed to allocate", "bad_alloc", "cudaErrorMemoryAllocation")
+
+
+@dataclass
+class Failure:
+    status: int
+    code: str
+    message: str
+
+
+Batch = list[tuple[Request, int]]
+
+
+class Peer:
+    """One front end's connection; sends may come from several threads."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        self.connection, self.lock = connection, threading.Lock()
+
+    def send(self, message: tuple) -> None:
+        try:
+            with self.lock:
+                self.connection.sendall(wire.frame(message))
+        except OSError:  # the front end went away; its reader cleans up
+            pass
+
+
+def failure(error: Exception) -> Failure:
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    if any(sign in reason.lower() for sign in OUT_OF_MEMORY):
+        return Failure(503, "out_of_memory", f"the text does not fit in the accelerator's memory: {reason}")
+    return Failure(500, "engine_error", f"the engine failed on this request: {reason}")
+
+
+class EngineServer:
+    def __init__(self, engine: Engine, settings: Settings, batch_size: int, metrics: Metrics) -> None:
+        self.engine, self.metrics = engine, metrics
+        self.scheduler = Scheduler(batch_size, settings.max_batch_tokens, settings.max_queue)
+        self.active: dict[tuple, Request] = {}  # submitted and not yet answered
+        self.peers: dict[int, Peer] = {}
+        self.condition = threading.Condition()
+        self.accelerator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="accelerator")
+        self.info = {
+            "provider": engine.provider,
+            "precision": engine.config.export.precision if engine.config.export else "fp32",
+            "max_batch_size": batch_size,
+        }
+
+    def serve(self, path: str) -> None:
+        if os.path.exists(path):  # left by an engine process that died
+            os.unlink(path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(64)
+        threading.Thread(target=self.accept, args=(listener,), daemon=True).start()
+        print(READY_LINE, flush=True)
+        self.loop()
+
+    def accept(self, listener: socket.socket) -> None:
+        for peer_id in itertools.count():
+            connection, _ = listener.accept()
+            peer = self.peers[peer_id] = Peer(connection)
+            peer.send(("hello", self.info))
+            threading.Thread(target=self.read, args=(peer_id, peer), daemon=True).start()
+
+    def read(self, peer_id: int, peer: Peer) -> None:
+        try:
+            while True:
+                message = wire.receive(peer.connection)
+                if message[0] == "submit":
+                    self.submit(peer_id, peer, *message[1:])
+                elif message[0] == "cancel":
+                    self.drop((peer_id, message[1]))
+        except (EOFError, OSError):
+            with self.condition:
+                for key in [key for key in self.active if key[0] == peer_id]:
+                    self.drop(key)
+                self.peers.pop(peer_id, None)
+
+    def submit(
+        self,
+        peer_id: int,
+        peer: Peer,
+        request_id: int,
+        ids: np.ndarray,
+        starts: np.ndarray,
+        lengths: list[int],
+        deadline: float,
+    ) -> None:
+        bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+        windows = [Encoded("", ids[a:b], starts[a:b], starts[a:b]) for a, b in zip(bounds, bounds[1:])]
+        request = Request((peer_id, request_id), windows, deadline)
+        with self.condition:
+            room = self.scheduler.has_room(len(windows))
+            if room:
+                self.active[request.key] = request
+                self.scheduler.add(request)
+                self.metrics.queue_depth.set(self.scheduler.queued_windows)
+                self.condition.notify()
+        if not room:
+            peer.send(("error", request_id, 429, "queue_full", "the server is at capacity; retry shortly"))
+
+    def drop(self, key: tuple) -> None:
+        with self.condition:
+            self.active.pop(key, None)
+            self.scheduler.remove(key)
+
+    def loop(self) -> None:
+        in_flight: deque[tuple[Batch, Future]] = deque()
+        while True:
+            with self.condition:
+                while not self.scheduler.waiting and not in_flight:
+                    self.condition.wait()
+                for request in self.scheduler.expired(time.monotonic()):
+                    self.active.pop(request.key, None)
+                    self.metrics.dropped.labels("deadline").inc()
+                batch = self.scheduler.next_batch()
+                self.metrics.queue_depth.set(self.scheduler.queued_windows)
+            if batch:
+                now = time.monotonic()
+                for request in {id(request): request for request, index in batch if index == 0}.values():
+                    self.metrics.queue_seconds.observe(now - request.enqueued)
+                in_flight.append((batch, self.accelerator.submit(self.run, batch)))
+            if in_flight and (not batch or len(in_flight) > 1):
+                done, future = in_flight.popleft()
+                self.finish(done, future.result())
+
+    def run(self, batch: Batch) -> list[Spans | Failure]:
+        """Spans per window of the batch; on an engine error, retried in smaller groups to isolate it."""
+        started = time.perf_counter()
+        try:
+            spans = self.engine.extractor.find_spans(pad_windows([request.windows[i] for request, i in batch]))
+        except Exception as error:  # any onnxruntime error: isolate the windows that cause it
+            found = failure(error)
+            if len(batch) == 1:
+                return [found]
+            if found.code == "out_of_memory":
+                half = len(batch) // 2
+                return self.run(batch[:half]) + self.run(batch[half:])
+            groups: dict[int, list[int]] = {}
+            for position, (request, _) in enumerate(batch):
+                groups.setdefault(id(request), []).append(position)
+            if len(groups) == 1:  # one request: it fails alone
+                return [found] * len(batch)
+            outcomes: list[Spans | Failure] = [found] * len(batch)
+            for positions in groups.values():
+                for position, outcome in zip(positions, self.run([batch[p] for p in positions])):
+                    outcomes[position] = outcome
+            return outcomes
+        self.record(batch, time.perf_counter() - started)
+        return spans.per_window(len(batch))
+
+    def record(self, batch: Batch, seconds: float) -> None:
+        padded, padding = Scheduler.padding(batch)
+        self.metrics.engine_seconds.observe(seconds)
+        self.metrics.batch_windows.observe(len(batch))
+        self.metrics.batch_texts.observe(len({id(request) for request, _ in batch}))
+        self.metrics.batch_tokens.observe(padded)
+        self.metrics.padding_ratio.observe(padding)
+
+    def finish(self, batch: Batch, outcomes: list[Spans | Failure]) -> None:
+        answers = []
+        with self.condition:
+            for (request, index), outcome in zip(batch, outcomes):
+                if self.active.get(request.key) is not request:
+                    continue  # cancelled, expired or already failed
+                if isinstance(outcome, Failure):
+                    self.active.pop(request.key)
+                    self.scheduler.remove(request.key)
+                    answers.append((request, ("error", request.key[1], outcome.status, outcome.code, outcome.message)))
+                    continue
+                outcome.rows[:, Spans.WINDOW] = index
+                request.spans[index] = outcome
+                request.remaining -= 1
+                if not request.remaining:
+                    self.active.pop(request.key)
+                    rows = np.concatenate([spans.rows for spans in request.spans])
+                    scores = np.concatenate([spans.scores for spans in request.spans])
+                    answers.append((request, ("done", request.key[1], rows, scores)))
+        for request, message in answers:
+            peer = self.peers.get(request.key[0])
+            if peer is not None:
+                peer.send(message)
+
+
+def exit_with_parent() -> None:
+    """The supervisor holds our standard input open; when it closes it (or dies), stop."""
+    sys.stdin.buffer.read()
+    os._exit(0)
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=exit_with_parent, daemon=True).start()
+    settings = Settings()
+    try:
+        engine = Engine(settings.model_dir, settings.provider, settings.threads)
+    except ExportError as error:
+        print(f"triplex: error: {error}", file=sys.stderr, flush=True)
+        return 2
+    batch_size = settings.batch_size(engine.on_gpu)
+    engine.warm_up(batch_size, settings.max_batch_tokens)
+    EngineServer(engine, settings, batch_size, Metrics()).serve(sys.argv[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

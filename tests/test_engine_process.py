@@ -1,0 +1,177 @@
+"""The engine process behind the front ends: fair scheduling, failure isolation, crashes and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from model.engine import Engine
+from model.tokenize import Encoded, load_tokenizer
+from service.app import create_app
+from service.engine_process import EngineServer, Failure
+from service.metrics import Metrics
+from service.scheduler import Request, Scheduler
+from training.sample import generate
+
+from .test_service import TEXTS, settings, with_client
+
+POISON = "zzpoison"
+
+
+def window(length: int) -> Encoded:
+    ids = np.ones(length, dtype=np.int64)
+    return Encoded("", ids, ids, ids)
+
+
+def test_scheduler_leads_with_the_least_recently_served_and_caps_each_request() -> None:
+    scheduler = Scheduler(max_batch_size=4, max_batch_tokens=10_000, max_queue=1000)
+    big = Request(("a", 1), [window(100)] * 20, deadline=1e12)
+    scheduler.add(big)
+    assert [index for _, index in scheduler.next_batch()] == [0, 1, 2, 3]  # alone: whole batches
+    small = [Request(("b", n), [window(10 + n)], deadline=1e12) for n in range(3)]
+    for request in small:
+        scheduler.add(request)
+    batch = scheduler.next_batch()
+    # the small requests lead (the big one was served last), and the big one keeps one share
+    assert [request.key for request, _ in batch] == [("b", 0), ("b", 1), ("b", 2), ("a", 1)]
+    assert [index for request, index in batch if request is big] == [4]
+    assert list(scheduler.waiting) == [("a", 1)] and scheduler.queued_windows == 15
+
+
+def test_scheduler_groups_similar_lengths_within_the_token_budget() -> None:
+    scheduler = Scheduler(max_batch_size=2, max_batch_tokens=60, max_queue=1000)
+    requests = [Request(("c", n), [window(length)], deadline=1e12) for n, length in enumerate((5, 25, 6, 24, 12))]
+    for request in requests:
+        scheduler.add(request)
+    batches = [[request.key[1] for request, _ in scheduler.next_batch()] for _ in range(3)]
+    assert batches == [[0, 2], [1, 3], [4]]  # the oldest leads, joined by the nearest in length
+    scheduler.add(Request(("c", 9), [window(50)], deadline=1e12))
+    scheduler.add(Request(("c", 10), [window(20)], deadline=1e12))
+    assert len(scheduler.next_batch()) == 1  # 2 x 50 tokens would pass the budget of 60
+
+
+def poisoned_export(export: Path, folder: Path) -> Path:
+    """The export with a tokenizer that knows one word more than the encoder: a text with that word has
+    a token id past the embedding table, and ONNX Runtime refuses to run it."""
+    shutil.copytree(export, folder)
+    tokenizer = load_tokenizer(folder)
+    tokenizer.add_tokens([POISON])
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def test_a_failing_batch_is_retried_so_only_the_poisoned_request_fails(trained, tmp_path: Path) -> None:
+    engine = Engine(poisoned_export(trained[1], tmp_path / "export"), provider="cpu", threads=1)
+    server = EngineServer(engine, settings(trained[1]), 8, Metrics())
+    texts = [TEXTS[0], f"{TEXTS[1]} {POISON}", TEXTS[2], TEXTS[3]]
+    windows = engine.extractor.windows(texts)
+    requests = [Request(("p", n), text_windows, deadline=1e12) for n, text_windows in enumerate(windows)]
+    outcomes = server.run([(request, 0) for request in requests])
+    assert isinstance(outcomes[1], Failure) and outcomes[1].status == 500 and outcomes[1].code == "engine_error"
+    expected = engine.extract([texts[0], texts[2], texts[3]])
+    assert [len(outcomes[n]) for n in (0, 2, 3)] == [len(e.triples) for e in expected]
+    assert all(len(e.triples) for e in expected)
+
+    app = create_app(settings(tmp_path / "export", max_wait_ms=0))
+
+    async def work(client: httpx.AsyncClient):
+        return await asyncio.gather(*(client.post("/v1/extract", json={"text": text}) for text in texts * 3))
+
+    responses = asyncio.run(with_client(app, work))
+    assert [r.status_code for r in responses] == [200, 500, 200, 200] * 3
+    assert responses[1].json()["error"]["code"] == "engine_error"
+
+
+def test_small_requests_are_not_held_behind_a_big_one(trained) -> None:
+    """64 long texts in one request (hundreds of windows) and a stream of one-sentence requests beside it."""
+    long_text = " ".join(example.text for example in generate(40, seed=3))  # about 2,000 characters
+    app = create_app(settings(trained[1], max_batch_size=8))
+
+    async def work(client: httpx.AsyncClient):
+        big = asyncio.create_task(client.post("/v1/extract", json={"texts": [long_text] * 64}))
+        await asyncio.sleep(0.5)
+        latencies = []
+        while not big.done():
+            started = time.perf_counter()
+            response = await client.post("/v1/extract", json={"text": TEXTS[len(latencies) % len(TEXTS)]})
+            assert response.status_code == 200
+            latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(0.02)
+        metrics = (await client.get("/metrics")).text
+        return await big, latencies, metrics, time.perf_counter()
+
+    big, latencies, metrics, _ = asyncio.run(with_client(app, work))
+    assert big.status_code == 200 and len(big.json()["results"]) == 64
+    windows = big.json()["results"][0]["windows"]
+    assert windows > 5
+    batch_seconds = metric_value(metrics, "triplex_engine_seconds_sum") / metric_value(
+        metrics, "triplex_engine_seconds_count"
+    )
+    # the big request ran for many batch times; each small one waited only a few
+    assert len(latencies) >= 10
+    assert max(latencies) < 10 * batch_seconds + 0.1, (max(latencies), statistics.median(latencies), batch_seconds)
+
+
+def metric_value(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def test_a_killed_engine_process_fails_requests_with_503_then_recovers(trained) -> None:
+    app = create_app(settings(trained[1]))
+
+    async def work(client: httpx.AsyncClient):
+        assert (await client.post("/v1/extract", json={"text": TEXTS[0]})).status_code == 200
+        load = [asyncio.create_task(client.post("/v1/extract", json={"texts": TEXTS})) for _ in range(8)]
+        await asyncio.sleep(0.05)
+        os.kill(app.state.supervisor.pid, signal.SIGKILL)
+        during = await asyncio.gather(*load)
+        ready_during = (await client.get("/health/ready")).status_code
+        for _ in range(600):  # the supervisor starts a new engine process
+            if (await client.get("/health/ready")).status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        after = await client.post("/v1/extract", json={"text": TEXTS[0]})
+        return during, ready_during, after
+
+    during, ready_during, after = asyncio.run(with_client(app, work))
+    statuses = {response.status_code for response in during}
+    assert 503 in statuses and statuses <= {200, 503}
+    failed = next(response for response in during if response.status_code == 503)
+    assert failed.json()["error"]["code"] == "engine_restarting" and failed.headers["retry-after"] == "1"
+    assert ready_during == 503
+    assert after.status_code == 200 and after.json()["results"][0]["triples"]
+    assert app.state.supervisor.restarts == 1
+
+
+def test_readiness_turns_503_when_the_engine_connection_is_not_running(trained) -> None:
+    app = create_app(settings(trained[1]))
+
+    async def work(client: httpx.AsyncClient):
+        before = (await client.get("/health/ready")).status_code
+        app.state.service.client.task.cancel()
+        await asyncio.sleep(0.05)
+        return (
+            before,
+            (await client.get("/health/ready")).status_code,
+            await client.post("/v1/extract", json={"text": TEXTS[0]}),
+        )
+
+    before, after, refused = asyncio.run(with_client(app, work))
+    assert (before, after, refused.status_code) == (200, 503, 503)
+
+
+@pytest.mark.parametrize("texts", [[""], ["   "], [TEXTS[0]] * 3])
+def test_answers_do_not_depend_on_the_company_in_the_batch(trained, texts: list[str]) -> None:
+    engine = Engine(trained[1], provider="cpu", threads=1)
+    alone = [engine.extract([text])[0] for text in texts]
+    together = engine.extract(texts)
+    assert [a.triples for a in alone] == [t.triples for t in together]
