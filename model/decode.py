@@ -142,7 +142,7 @@ def to_triples(window: Encoded, spans: Spans, config: ExtractorConfig) -> list[T
     """One window's spans as triples with character offsets into the original text."""
     if not len(spans):
         return []
-    rows, text, relations = spans.rows, window.text, config.relations
+    rows, text, relations, labels = spans.rows, window.text, config.relations, config.labels
     columns = (
         window.starts[rows[:, Spans.SUBJECT_START]].tolist(),
         window.ends[rows[:, Spans.SUBJECT_END]].tolist(),
@@ -156,7 +156,7 @@ def to_triples(window: Encoded, spans: Spans, config: ExtractorConfig) -> list[T
         relation = relations[r]
         subject = Entity(text[subject_start:subject_end], subject_start, subject_end, relation.subject_type)
         obj = Entity(text[object_start:object_end], object_start, object_end, relation.object_type)
-        triples.append(Triple(subject, relation.label, obj, score))
+        triples.append(Triple(subject, labels[r], obj, score))
     return merge_slots(triples, config.relations_by_label) if config.has_slots else triples
 
 

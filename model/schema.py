@@ -108,7 +108,7 @@ class ExtractorConfig:
     window_stride: int = 64  # tokens shared by consecutive windows of a long text; training sets max_length // 4
     export: ExportInfo | None = None
 
-    @property
+    @cached_property
     def labels(self) -> list[str]:
         return [relation.label for relation in self.relations]
 

@@ -10,7 +10,7 @@ import json
 import secrets
 import tempfile
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -39,7 +39,8 @@ from service.settings import Settings
 from service.supervisor import EngineSupervisor
 
 DISCONNECT_POLL_S = 0.05
-INLINE_CHARACTERS = 4000  # requests with more text are tokenized and decoded off the event loop
+SLICE_CHARACTERS = 8000  # a big request's texts are tokenized this much at a time
+SLICE_WINDOWS = 16  # and decoded this many windows at a time
 ERRORS = {status: {"model": ErrorResponse} for status in (401, 413, 422, 429, 500, 503, 504)}
 
 
@@ -93,18 +94,42 @@ class Service:
     def ready(self) -> bool:
         return self.client is not None and self.client.ready
 
-    def windows(self, texts: list[str]) -> list[list[Encoded]]:
-        return encode_windows(self.tokenizer, texts, self.config.max_length, self.config.window_stride)
+    async def windows(self, texts: list[str]) -> list[list[Encoded]]:
+        """Tokenized windows per text, a slice of texts at a time with the event loop free in between."""
+        windows: list[list[Encoded]] = []
+        for chunk in slices(texts, [len(text) for text in texts]):
+            windows += encode_windows(self.tokenizer, chunk, self.config.max_length, self.config.window_stride)
+            await asyncio.sleep(0)  # other requests' work runs here
+        return windows
 
-    def results(self, windows: list[list[Encoded]], spans: Spans) -> bytes:
-        """The response body: each text's triples, merged across its windows, as JSON."""
+    async def results(self, windows: list[list[Encoded]], spans: Spans) -> bytes:
+        """The response body: each text's triples, merged across its windows, as JSON. A big request is
+        built ``SLICE_WINDOWS`` windows at a time, so that small ones are answered in between."""
         per_window = iter(spans.per_window(sum(len(text_windows) for text_windows in windows)))
-        results = []
+        parts, done = [], 0
         for text_windows in windows:
-            found = [to_triples(window, next(per_window), self.config) for window in text_windows]
+            found = []
+            for window in text_windows:
+                found.append(to_triples(window, next(per_window), self.config))
+                done += 1
+                if done % SLICE_WINDOWS == 0:
+                    await asyncio.sleep(0)
             triples = merge_windows(text_windows, found)
-            results.append({"triples": [triple.to_dict() for triple in triples], "windows": len(text_windows)})
-        return json.dumps({"results": results}, ensure_ascii=False, separators=(",", ":")).encode()
+            result = {"triples": [triple.to_dict() for triple in triples], "windows": len(text_windows)}
+            parts.append(json.dumps(result, ensure_ascii=False, separators=(",", ":")))
+        return ('{"results":[' + ",".join(parts) + "]}").encode()
+
+
+def slices(items: list, sizes: list[int]) -> Iterator[list]:
+    """Consecutive slices of ``items`` of about ``SLICE_CHARACTERS`` in size (one item at least)."""
+    begin, total = 0, 0
+    for end, size in enumerate(sizes, 1):
+        total += size
+        if total >= SLICE_CHARACTERS:
+            yield items[begin:end]
+            begin, total = end, 0
+    if begin < len(items):
+        yield items[begin:]
 
 
 def load_front_end(folder: Path) -> tuple[ExtractorConfig, object]:
@@ -193,12 +218,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "text_too_long",
                     f"text {index} has {len(text)} characters; the limit is {settings.max_text_chars}",
                 )
-        inline = sum(len(text) for text in texts) <= INLINE_CHARACTERS
-        windows = current.windows(texts) if inline else await asyncio.to_thread(current.windows, texts)
+        # Tokenizing and decoding stay on the event loop, in slices: a worker thread would hold the
+        # GIL against it and every small request would queue behind the big one's Python work.
+        windows = await current.windows(texts)
         flat = [window for text_windows in windows for window in text_windows]
         deadline = time.monotonic() + settings.request_timeout_s
         spans = await wait_for_spans(current.client.extract(flat, deadline), request, deadline)
-        body = current.results(windows, spans) if inline else await asyncio.to_thread(current.results, windows, spans)
+        body = await current.results(windows, spans)
         # already the API's JSON form (the triples' own, the CLI's too); FastAPI need not check it again
         return Response(body, media_type="application/json")
 

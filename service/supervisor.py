@@ -40,10 +40,12 @@ class EngineSupervisor:
             text=True,
         )
         errors: list[str] = []
-        threading.Thread(target=forward, args=(process.stderr, errors), daemon=True).start()
+        forwarder = threading.Thread(target=forward, args=(process.stderr, errors), daemon=True)
+        forwarder.start()
         line = process.stdout.readline()  # blocks until warm, or EOF when it exits
         if line.strip() != READY_LINE:
             process.wait()
+            forwarder.join(timeout=5)
             reason = next(
                 (e for e in reversed(errors) if e.startswith("triplex: error:")), errors[-1] if errors else ""
             )
@@ -83,8 +85,10 @@ class EngineSupervisor:
 
 
 def forward(stream, lines: list[str]) -> None:
-    """Pass the engine's log through to ours, keeping its last lines for an error message."""
+    """Pass the engine's log through to ours, keeping its last lines for an error message (which the
+    supervisor reports itself, once)."""
     for line in stream:
-        sys.stderr.write(line)
+        if not line.startswith("triplex: error:"):
+            sys.stderr.write(line)
         lines.append(line.strip())
         del lines[:-20]

@@ -2,26 +2,46 @@
 
 import numpy as np
 
-from model.decode import find_spans, merge_slots
+from model.decode import Spans, merge_slots, object_spans, subject_spans
 from model.schema import Entity, Relation, Thresholds, Triple
 
 
+def spans_of(start: list[float], end: list[float], content: list[bool], thresholds: Thresholds) -> list[tuple]:
+    """Subject spans of one window, through the batched decoder, with a second (empty) window beside it."""
+    probs = np.zeros((2, len(start), 2), dtype=np.float32)
+    probs[0, :, 0], probs[0, :, 1] = start, end
+    mask = np.array([content, [True] * len(start)])
+    subjects, scores = subject_spans(probs, mask, thresholds)
+    return [(int(row), int(s), int(e), round(float(p), 4)) for (row, s, e), p in zip(subjects, scores)]
+
+
 def test_each_start_takes_the_nearest_end_at_or_after_it() -> None:
-    start = np.array([0.0, 0.9, 0.0, 0.7, 0.0, 0.61, 0.0])
-    end = np.array([0.0, 0.0, 0.8, 0.6, 0.0, 0.0, 0.0])
-    content = np.ones(7, dtype=bool)
-    spans = find_spans(start, end, content, Thresholds())
-    # 1 -> 2, 3 -> 3 (single token), 5 has no end after it
-    assert [(s, e) for s, e, _ in spans] == [(1, 2), (3, 3)]
-    assert abs(spans[0][2] - 0.85) < 1e-9
+    start = [0.0, 0.9, 0.0, 0.7, 0.0, 0.61, 0.0]
+    end = [0.0, 0.0, 0.8, 0.6, 0.0, 0.0, 0.0]
+    # 1 -> 2, 3 -> 3 (single token), 5 has no end after it in its window (nor may it take one from the next)
+    assert spans_of(start, end, [True] * 7, Thresholds()) == [(0, 1, 2, 0.85), (0, 3, 3, 0.65)]
 
 
 def test_thresholds_and_special_tokens_are_respected() -> None:
-    start = np.array([0.95, 0.59, 0.9, 0.0])
-    end = np.array([0.95, 0.9, 0.49, 0.9])
-    content = np.array([False, True, True, True])
-    assert [(s, e) for s, e, _ in find_spans(start, end, content, Thresholds())] == [(2, 3)]
-    assert [(s, e) for s, e, _ in find_spans(start, end, content, Thresholds(0.5, 0.4))] == [(1, 1), (2, 2)]
+    start, end = [0.95, 0.59, 0.9, 0.0], [0.95, 0.9, 0.49, 0.9]
+    content = [False, True, True, True]
+    assert [s[1:3] for s in spans_of(start, end, content, Thresholds())] == [(2, 3)]
+    assert [s[1:3] for s in spans_of(start, end, content, Thresholds(0.5, 0.4))] == [(1, 1), (2, 2)]
+
+
+def test_objects_pair_within_their_subject_and_relation() -> None:
+    subjects = np.array([[0, 1, 1], [1, 2, 3]])
+    content = np.array([[False, True, True, True, True, False], [False, True, True, True, True, True]])
+    # (subject, token, relation) candidates from graph 2, in its row-major order, and their start/end probs
+    positions = np.array([[0, 2, 1], [0, 3, 0], [0, 4, 1], [0, 5, 1], [1, 1, 0], [1, 2, 2], [1, 4, 2]])
+    probs = np.array([[0.9, 0.0], [0.8, 0.0], [0.0, 0.7], [0.0, 0.9], [0.7, 0.0], [0.65, 0.0], [0.0, 0.8]])
+    spans = object_spans(positions, probs, subjects, np.array([1.0, 0.5]), content, 3, Thresholds())
+    # relation 1 of subject 0: 2 -> 4 (token 5 is outside the text); relation 0 has a start and no end;
+    # subject 1, relation 2: 2 -> 4 (its start at 1 is in relation 0)
+    assert spans.rows.tolist() == [[0, 1, 1, 1, 2, 4], [1, 2, 3, 2, 2, 4]]
+    assert np.allclose(spans.scores, [0.8, 0.5 * 0.725])
+    assert [len(s) for s in spans.per_window(3)] == [1, 1, 0]
+    assert len(Spans.empty()) == 0
 
 
 def test_complex_object_slots_are_reassembled() -> None:
@@ -45,6 +65,15 @@ def test_complex_object_slots_are_reassembled() -> None:
         ("配音", "唐僧", (("inWork", work_b),)),
         ("作者", "大话西游", ()),
     ]
+
+
+def test_slots_attach_when_the_schema_gives_them_no_subject_type() -> None:
+    """A schema derived from the data gives a slot relation subject type "", the main relation the real one."""
+    relations = {r.label: r for r in [Relation("配音", "娱乐人物", "人物"), Relation("配音", "", "影视作品", "inWork")]}
+    main = Triple(Entity("周星驰", 0, 3, "娱乐人物"), "配音", Entity("至尊宝", 12, 15, "人物"), 0.9)
+    slot = Triple(Entity("周星驰", 0, 3, ""), "配音|inWork", Entity("大话西游", 5, 9, "影视作品"), 0.9)
+    merged = merge_slots([main, slot], relations)
+    assert merged[0].qualifiers == (("inWork", slot.object),)
 
 
 def test_partial_key_uses_last_word() -> None:

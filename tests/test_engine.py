@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from model.engine import Engine, ExportError
 from model.export import export
-from model.network import load_extractor, torch_runners
+from model.network import load_extractor, save_extractor, torch_runners
 from model.pipeline import Extractor, ownerships
 from model.schema import Entity, ExtractorConfig, Triple
 from model.tokenize import Encoded, encode_windows, load_tokenizer
@@ -141,3 +142,13 @@ def test_missing_or_corrupt_export_folder(trained: tuple[Path, Path], tmp_path: 
         Engine(broken)
     with pytest.raises(ExportError, match="unknown provider"):
         Engine(trained[1], provider="quantum")
+
+
+def test_parity_check_refuses_nan_probabilities(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """A NaN among the object probabilities must fail the export, wherever it falls among the differences."""
+    model, config = load_extractor(trained[0])
+    with torch.no_grad():
+        model.object_head.bias[3] = float("nan")
+    save_extractor(model, config, tmp_path / "broken")
+    with pytest.raises(ValueError, match="not finite"):
+        export(tmp_path / "broken", tmp_path / "export", "fp32", log=lambda m: None)
