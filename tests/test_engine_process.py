@@ -114,8 +114,10 @@ def test_small_requests_are_not_held_behind_a_big_one(trained) -> None:
         return await big, latencies, metrics, time.perf_counter()
 
     big, latencies, metrics, _ = asyncio.run(with_client(app, work))
-    print(f"big request windows {64 * big.json()['results'][0]['windows']}, small requests {len(latencies)}, "
-          f"latency median {statistics.median(latencies):.4f} s, max {max(latencies):.4f} s")
+    print(
+        f"big request windows {64 * big.json()['results'][0]['windows']}, small requests {len(latencies)}, "
+        f"latency median {statistics.median(latencies):.4f} s, max {max(latencies):.4f} s"
+    )
     assert big.status_code == 200 and len(big.json()["results"]) == 64
     windows = big.json()["results"][0]["windows"]
     assert windows > 5
@@ -128,7 +130,7 @@ def test_small_requests_are_not_held_behind_a_big_one(trained) -> None:
     )
     queued = metric_value(metrics, "triplex_queue_seconds_count")
     assert metric_value(metrics, 'triplex_queue_seconds_bucket{le="0.1"}') == queued, batch_seconds
-    assert len(latencies) >= 20 and max(latencies) < 0.5 < seconds / 5, (max(latencies), seconds)
+    assert len(latencies) >= 20 and max(latencies) < 1.0 < seconds / 5, (max(latencies), seconds)
 
 
 def metric_value(text: str, name: str) -> float:
