@@ -1,12 +1,14 @@
-"""Load test: the real server on loopback, driven by an asyncio HTTP client at several concurrencies.
+"""Load test: the real server against the engine alone, on the same machine and the same sentences.
 
-    python benchmarks/load.py --export runs/exports/webnlg-fp32 --shared ../shared [--seconds 10] [--repeats 3]
+    python benchmarks/load.py --export runs/exports/webnlg-int8 --shared ../shared [--seconds 8] [--repeats 3]
 
-For each setting (dynamic batching, and batching disabled with TRIPLEX_MAX_BATCH_SIZE=1) it starts
-`python -m service`, sends WebNLG* dev sentences one per request at concurrency 1, 8, 32 and 64 for
---seconds each, and records throughput and p50/p99 latency (each figure the median of --repeats runs).
-Then it times the engine alone at the
-mean batch sizes the server formed. Writes benchmarks/results/load.json.
+Starts `triplex serve` with --workers 1 and with --workers 2 (one engine process behind the HTTP
+front ends either way), sends WebNLG* dev sentences one per request at each concurrency for --seconds
+(a minimal keep-alive client on the same cores), and reads the mean batch size the engine formed from
+the aggregated /metrics. The engine alone is the Python API (`Engine.extract`, tokenization included)
+on the same sentences in batches of that mean size, in dev order as clients send them (and sorted by
+length, its best case). Runs are interleaved: each repeat measures every setting once; figures are
+medians over repeats. Writes benchmarks/results/load.json.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from common import ROOT, machine, merge_results
 
 from model.engine import Engine
 
-LEVELS = (1, 8, 32, 64)
+LEVELS = (1, 32)
 
 
 def free_port() -> int:
@@ -128,28 +130,16 @@ async def drive(port: int, texts: list[str], concurrency: int, seconds: float) -
     }
 
 
-def engine_alone(export: Path, texts: list[str], batch: int, seconds: float, by_length: bool = True) -> dict:
-    """The engine alone at this batch size. ``by_length``: its best case, sentences sorted by length so
-    that batches carry the least padding (the server matches lengths only among queued requests);
-    otherwise batches of sentences in dev-set order, as they would come from clients."""
-    engine = Engine(export, "cpu", batch_size=batch)
-    windows = engine.extractor.windows(texts)
+def engine_alone(engine: Engine, texts: list[str], batch: int, seconds: float, by_length: bool = False) -> dict:
+    """The Python API at this batch size, texts in dev order (as clients send them) or sorted by length."""
     if by_length:
-        windows.sort(key=lambda text_windows: len(text_windows[0].ids))
-    engine.extractor.extract_windows(windows[:batch])
-    done, latencies, began = 0, [], time.perf_counter()
+        texts = sorted(texts, key=len)
+    done, began = 0, time.perf_counter()
     while time.perf_counter() - began < seconds:
-        chunk = [windows[(done + i) % len(windows)] for i in range(batch)]
-        started = time.perf_counter()
-        engine.extractor.extract_windows(chunk)
-        latencies.append(time.perf_counter() - started)
+        chunk = [texts[(done + i) % len(texts)] for i in range(batch)]
+        engine.extract(chunk)
         done += batch
-    latencies.sort()
-    return {
-        "sentences_per_s": round(done / (time.perf_counter() - began), 1),
-        "batch_latency_p50_ms": round(1000 * statistics.median(latencies), 2),
-        "batch_latency_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 2),
-    }
+    return {"sentences_per_s": round(done / (time.perf_counter() - began), 1)}
 
 
 def median_of(runs: list[dict]) -> dict:
@@ -162,57 +152,52 @@ def median_of(runs: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--export", type=Path, default=Path("runs/exports/webnlg-fp32"))
+    parser.add_argument("--export", type=Path, default=Path("runs/exports/webnlg-int8"))
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--levels", type=int, nargs="+", default=LEVELS, help="concurrency levels")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="front-end processes to try")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
     args = parser.parse_args()
     dev = json.loads((args.shared / "data/webnlg_star_casrel/dev_triples.json").read_text())
     texts = [item["text"] for item in dev]
 
+    servers = {}
+    for workers in args.workers:
+        port = free_port()
+        servers[f"workers{workers}"] = (start_server(args.export, port, {"TRIPLEX_WORKERS": str(workers)}), port)
+    engine = Engine(args.export, "cpu")
+    runs: dict[str, list[dict]] = {}
+    try:
+        for _ in range(args.repeats):
+            for name, (_, port) in servers.items():
+                for concurrency in args.levels:
+                    figures = uvloop.run(drive(port, texts, concurrency, args.seconds))
+                    runs.setdefault(f"{name}/c{concurrency}", []).append(figures)
+                    print(name, concurrency, figures, flush=True)
+                    batch = max(1, round(figures["mean_batch_size"]))
+                    for order, by_length in (("dev_order", False), ("by_length", True)):
+                        alone = engine_alone(engine, texts, batch, args.seconds / 2, by_length)
+                        runs.setdefault(f"{name}/c{concurrency}/engine_alone_{order}", []).append(alone)
+                    print(name, concurrency, "engine alone", batch, alone, flush=True)
+    finally:
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait()
     result: dict = {
         "export": str(args.export),
         "device": f"CPU only: {machine()}",
         "seconds_per_level": args.seconds,
         "repeats": args.repeats,
+        "client": "one asyncio process on the same 2 cores, minimal keep-alive HTTP/1.1, one sentence per request",
     }
-    for name, env in (("batching", {}), ("no_batching", {"TRIPLEX_MAX_BATCH_SIZE": "1"})):
-        port = free_port()
-        server = start_server(args.export, port, env)
-        try:
-            result[name] = {}
-            for concurrency in args.levels:
-                runs = [uvloop.run(drive(port, texts, concurrency, args.seconds)) for _ in range(args.repeats)]
-                figures = median_of(runs)
-                result[name][f"c{concurrency}"] = figures
-                print(name, concurrency, figures, flush=True)
-        finally:
-            server.terminate()
-            server.wait()
-    result["engine_alone"], result["engine_alone_dev_order"] = {}, {}
-    for concurrency in args.levels:
-        batch = max(1, round(result["batching"][f"c{concurrency}"]["mean_batch_size"]))
-        for key, by_length in (("engine_alone", True), ("engine_alone_dev_order", False)):
-            runs = [engine_alone(args.export, texts, batch, args.seconds / 2, by_length) for _ in range(args.repeats)]
-            result[key][f"batch{batch}"] = median_of(runs)
-            print(key, batch, result[key][f"batch{batch}"], flush=True)
-    best = max(result["engine_alone"].values(), key=lambda figures: figures["sentences_per_s"])
-    best_dev_order = max(result["engine_alone_dev_order"].values(), key=lambda figures: figures["sentences_per_s"])
-    result["batching_vs_none_at_c32"] = round(
-        result["batching"]["c32"]["requests_per_s"] / result["no_batching"]["c32"]["requests_per_s"], 2
-    )
-    server_best = max(level["requests_per_s"] for level in result["batching"].values())
-    result["server_vs_engine_alone"] = round(server_best / best["sentences_per_s"], 2)
-    result["server_vs_engine_alone_dev_order"] = round(server_best / best_dev_order["sentences_per_s"], 2)
-    # the same sentences one at a time: the server's p99 against the engine's p99 (long sentences make
-    # both tails) and against its p50
-    batch1 = median_of([engine_alone(args.export, texts, 1, args.seconds) for _ in range(args.repeats)])
-    result["engine_alone_batch1_full"] = batch1
-    for percentile in ("p99", "p50"):
-        result[f"p99_c1_minus_engine_batch1_{percentile}_ms"] = round(
-            result["batching"]["c1"]["p99_ms"] - batch1[f"batch_latency_{percentile}_ms"], 2
-        )
+    for key, figures in runs.items():
+        result[key] = median_of(figures)
+    for name in servers:
+        for concurrency in args.levels:
+            server = result[f"{name}/c{concurrency}"]["requests_per_s"]
+            alone = result[f"{name}/c{concurrency}/engine_alone_dev_order"]["sentences_per_s"]
+            result[f"{name}/c{concurrency}/server_vs_engine_alone"] = round(server / alone, 3)
     merge_results("load", {"cpu": result})
     print(json.dumps(result, indent=2))
 

@@ -169,8 +169,38 @@ def check_parity(
     return worst
 
 
-def export(checkpoint: Path, output: Path, precision: str = "fp32", log: Callable[[str], None] = print) -> ExportInfo:
-    """Write a self-contained export folder; fails when the graphs do not match PyTorch."""
+def check_triples(checkpoint: Path, folder: Path, texts: list[str], provider: str) -> dict[str, int]:
+    """Decisions at the thresholds on real sentences: the export's triples against PyTorch's."""
+    from model.engine import Engine  # the engine imports the pipeline, which this module's users may not need
+    from model.network import torch_runners
+    from model.pipeline import Extractor, identity
+    from model.tokenize import load_tokenizer
+
+    model, config = load_extractor(checkpoint)
+    reference = Extractor(load_tokenizer(checkpoint), config, *torch_runners(model)).extract(texts)
+    found = Engine(folder, provider).extract(texts)
+    expected = [{identity(t) for t in r.triples} for r in reference]
+    got = [{identity(t) for t in f.triples} for f in found]
+    return {
+        "sentences": len(texts),
+        "identical_sentences": sum(e == g for e, g in zip(expected, got)),
+        "pytorch_triples": sum(map(len, expected)),
+        "export_triples": sum(map(len, got)),
+        "shared_triples": sum(len(e & g) for e, g in zip(expected, got)),
+    }
+
+
+def export(
+    checkpoint: Path,
+    output: Path,
+    precision: str = "fp32",
+    log: Callable[[str], None] = print,
+    check_texts: list[str] | None = None,
+) -> ExportInfo:
+    """Write a self-contained export folder; fails when the graphs do not match PyTorch.
+
+    fp32 is held to a tolerance on the probabilities. Reduced precision is judged by its decisions on
+    real sentences (``check_texts``): on random ids its probabilities may drift far for no harm."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
     model, config = load_extractor(checkpoint)
@@ -187,19 +217,28 @@ def export(checkpoint: Path, output: Path, precision: str = "fp32", log: Callabl
         quantize(output / ENCODER_FILE)
         quantize(output / OBJECTS_FILE)
     log(f"    fusions: {', '.join(f'{name} {count}' for name, count in fusions.items()) or 'none'}")
-    # Reduced precision is judged by its F1 on real data (triplex evaluate): on the random ids used
-    # here its probabilities may drift far, so only fp32 is held to a tolerance.
-    final_tolerance = FP32_TOLERANCE if precision == "fp32" else None
-    final_difference = None
-    if precision != "fp16" or "CUDAExecutionProvider" in ort.get_available_providers():
-        provider = "CUDAExecutionProvider" if precision == "fp16" else "CPUExecutionProvider"
-        log(f"4/4 checking the final graphs on {provider}")
-        final_difference = check_parity(model, output, final_tolerance, provider)
-        note = "" if precision == "fp32" else "; judge reduced precision by its F1 (triplex evaluate)"
-        log(f"    max abs difference {final_difference:.2e}{note}")
-    else:
-        log("4/4 skipped: fp16 graphs are meant for CUDA, which is not available here")
     shutil.copy(Path(checkpoint) / TOKENIZER_FILE, output / TOKENIZER_FILE)
-    config.export = ExportInfo(precision, fusions, difference, final_difference, ort.__version__)
+    config.export = ExportInfo(precision, fusions, difference, None, ort.__version__)
+    config.save(output)
+    provider = "cuda" if precision == "fp16" else "cpu"
+    if precision == "fp16" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        log("4/4 skipped: fp16 graphs are meant for CUDA, which is not available here")
+    elif precision == "fp32":
+        log("4/4 checking the final graphs against PyTorch")
+        config.export.final_max_difference = check_parity(model, output, FP32_TOLERANCE)
+        log(f"    max abs difference {config.export.final_max_difference:.2e}")
+    elif check_texts:
+        log(f"4/4 comparing {precision} triples with PyTorch's on {len(check_texts)} sentences ({provider})")
+        config.export.triples_check = check_triples(checkpoint, output, check_texts, provider)
+        check = config.export.triples_check
+        log(
+            f"    identical triples in {check['identical_sentences']}/{check['sentences']} sentences; "
+            f"{check['shared_triples']} of {check['pytorch_triples']} PyTorch triples kept"
+        )
+    else:
+        log(
+            f"4/4 skipped: give sentences (triplex export --check-data FILE) to compare {precision} with PyTorch, "
+            "or measure its F1 with triplex evaluate"
+        )
     config.save(output)
     return config.export

@@ -46,8 +46,12 @@ def test_onnx_gives_the_same_triples_as_pytorch(trained: tuple[Path, Path]) -> N
 
 def test_int8_export_runs_and_stays_accurate(trained: tuple[Path, Path], tmp_path: Path) -> None:
     checkpoint, _ = trained
-    export(checkpoint, tmp_path, "int8", log=lambda m: None)
     examples = generate(40, seed=7)
+    info = export(checkpoint, tmp_path, "int8", log=lambda m: None, check_texts=[e.text for e in examples])
+    # judged by its decisions on real sentences, recorded with the export
+    check = json.loads((tmp_path / "extractor.json").read_text())["export"]["triples_check"]
+    assert check == info.triples_check and check["sentences"] == 40
+    assert check["shared_triples"] >= 0.9 * check["pytorch_triples"] > 0
     found = Engine(tmp_path, provider="cpu").extract([e.text for e in examples])
     assert score([e.triples for e in examples], [f.triples for f in found])["f1"] > 0.9
 

@@ -176,8 +176,9 @@ def command_export(args: argparse.Namespace) -> None:
     check_model_dir(args.model)
     from model.export import export
 
+    check_texts = [example.text for example in read_dataset(args.check_data)[0]] if args.check_data else None
     try:
-        info = export(Path(args.model), Path(args.output), args.precision, log)
+        info = export(Path(args.model), Path(args.output), args.precision, log, check_texts)
     except ValueError as error:
         raise CliError(str(error)) from None
     log(f"exported {args.precision} to {args.output} (fp32 parity {info.fp32_max_difference:.1e})")
@@ -236,13 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--input", help='JSON lines of {"text": ...} or strings: the offline bulk path')
     extract.add_argument("--output", help="JSON lines out (default: standard output)")
     extract.add_argument("--batch-size", type=int, default=32)
-    extract.add_argument("--device", default="auto", help="auto, cpu or cuda (tensorrt for exports)")
+    extract.add_argument("--device", default="auto", help="auto, cpu or cuda")
     extract.set_defaults(run=command_extract)
 
     export = commands.add_parser("export", help="export a trained model to ONNX, checked against PyTorch")
     export.add_argument("--model", required=True, help="trained model folder")
     export.add_argument("--output", required=True, help="export folder to write")
     export.add_argument("--precision", default="fp32", help="fp32 (reference), fp16 (GPU) or int8 (CPU)")
+    export.add_argument(
+        "--check-data",
+        help="a data file (any training format) whose sentences judge fp16/int8 by their triples against PyTorch's",
+    )
     export.set_defaults(run=command_export)
 
     commands.add_parser("serve", help="serve an export folder over HTTP (see 'triplex serve --help')")

@@ -1,0 +1,190 @@
+"""Host cost per sentence: everything the service does besides the ONNX Runtime calls, by stage, on one core.
+
+    python benchmarks/host_cost.py --checkpoint runs/webnlg --shared ../shared [--repeats 5]
+
+WebNLG* dev sentences in batches of 64 through the WebNLG* MiniLM model. The graphs run once per batch
+and their outputs are recorded; the timed stages then replay them, so no ONNX Runtime time is counted:
+tokenization (against the bare ``tokenizers`` ``encode_batch`` on the same texts), padding, decoding
+(subject and object spans), triples with window merging, and the JSON response. The stages of every
+repeat run one after the other (interleaved), and each figure is the median over repeats. Then the same
+for random-weight exports with 171 and 1,000 relations: decoding, and graph 2 itself (which now
+thresholds inside). Writes benchmarks/results/host_cost.json.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["RAYON_NUM_THREADS"] = "1"  # tokenizers' thread pool: one core, like everything else here
+os.sched_setaffinity(0, {0})
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from common import ROOT, machine, merge_results  # noqa: E402
+from torch import nn  # noqa: E402
+
+from model.decode import find_spans, to_triples  # noqa: E402
+from model.engine import Engine  # noqa: E402
+from model.export import export  # noqa: E402
+from model.network import load_extractor, save_extractor  # noqa: E402
+from model.pipeline import merge_windows  # noqa: E402
+from model.schema import Relation  # noqa: E402
+from model.tokenize import TOKENIZER_FILE, encode_windows, pad_windows  # noqa: E402
+
+BATCH = 64
+
+
+class Replay:
+    """Runners that hand back recorded graph outputs: the decode runs, ONNX Runtime does not."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine, self.encoder_outputs, self.object_outputs = engine, [], []
+
+    def record_encoder(self, input_ids, attention_mask):
+        hidden, subject_probs = self.engine.run_encoder(input_ids, attention_mask)
+        self.encoder_outputs.append(subject_probs)
+        return hidden, subject_probs
+
+    def record_objects(self, hidden, subjects, thresholds):
+        outputs = self.engine.run_objects(hidden, subjects, thresholds)
+        self.object_outputs.append(outputs)
+        return outputs
+
+    def replay(self) -> tuple:
+        encoder_outputs, object_outputs = iter(self.encoder_outputs), iter(self.object_outputs)
+        return (lambda ids, mask: (None, next(encoder_outputs))), (lambda h, s, t: next(object_outputs))
+
+
+def stages(engine: Engine, texts: list[str], replay: Replay) -> dict[str, float]:
+    """Seconds per stage for all ``texts``, in batches of BATCH."""
+    tokenizer, config = engine.extractor.tokenizer, engine.config
+    run_encoder, run_objects = replay.replay()
+    seconds = dict.fromkeys(("bare_encode_batch", "tokenize", "pad", "decode", "triples", "response"), 0.0)
+    clock = [time.perf_counter()]
+
+    def lap(stage: str) -> None:
+        clock.append(time.perf_counter())
+        seconds[stage] += clock[-1] - clock[-2]
+
+    for begin in range(0, len(texts), BATCH):
+        chunk = texts[begin : begin + BATCH]
+        clock.append(time.perf_counter())
+        tokenizer.encode_batch(chunk)
+        lap("bare_encode_batch")
+        windows = encode_windows(tokenizer, chunk, config.max_length, config.window_stride)
+        lap("tokenize")
+        flat = [window for text_windows in windows for window in text_windows]
+        batch = pad_windows(flat)
+        lap("pad")
+        per_window = iter(find_spans(batch, run_encoder, run_objects, config).per_window(len(flat)))
+        lap("decode")
+        found = [
+            merge_windows(text_windows, [to_triples(w, next(per_window), config) for w in text_windows])
+            for text_windows in windows
+        ]
+        lap("triples")
+        results = [{"triples": [t.to_dict() for t in f], "windows": len(w)} for f, w in zip(found, windows)]
+        json.dumps({"results": results}, ensure_ascii=False, separators=(",", ":"))
+        lap("response")
+    return seconds
+
+
+def record(engine: Engine, texts: list[str]) -> Replay:
+    replay = Replay(engine)
+    config = engine.config
+    for begin in range(0, len(texts), BATCH):
+        windows = encode_windows(
+            engine.extractor.tokenizer, texts[begin : begin + BATCH], config.max_length, config.window_stride
+        )
+        batch = pad_windows([window for text_windows in windows for window in text_windows])
+        find_spans(batch, replay.record_encoder, replay.record_objects, config)
+    return replay
+
+
+def measure(engine: Engine, texts: list[str], repeats: int) -> dict:
+    replay = record(engine, texts)
+    runs = [stages(engine, texts, replay) for _ in range(repeats)]
+    per_sentence = {
+        stage: round(1e6 * statistics.median(run[stage] for run in runs) / len(texts), 2) for stage in runs[0]
+    }
+    per_sentence["after_tokenization"] = round(
+        sum(per_sentence[stage] for stage in ("pad", "decode", "triples", "response")), 2
+    )
+    per_sentence["tokenize_vs_bare"] = round(per_sentence["tokenize"] / per_sentence["bare_encode_batch"], 3)
+    return per_sentence
+
+
+def large_schema(checkpoint: Path, relations: int, folder: Path) -> Path:
+    """The checkpoint's encoder with a random object head of ``relations`` relations, exported (fp32)."""
+    model, config = load_extractor(checkpoint)
+    model.object_head = nn.Linear(model.object_head.in_features, 2 * relations)
+    model.num_relations = relations
+    config.relations = [Relation(f"relation_{index}") for index in range(relations)]
+    save_extractor(model, config, folder / "checkpoint")
+    shutil.copy(checkpoint / TOKENIZER_FILE, folder / "checkpoint" / TOKENIZER_FILE)
+    export(folder / "checkpoint", folder / "export", "fp32", log=lambda message: None)
+    return folder / "export"
+
+
+def graph2_seconds(engine: Engine, texts: list[str]) -> tuple[float, int, int]:
+    """Seconds in graph 2 for all texts, the candidate positions it returned, and its calls."""
+    replay, seconds = Replay(engine), [0.0]
+
+    def run_objects(hidden, subjects, thresholds):
+        started = time.perf_counter()
+        outputs = replay.record_objects(hidden, subjects, thresholds)
+        seconds[0] += time.perf_counter() - started
+        return outputs
+
+    for begin in range(0, len(texts), BATCH):
+        windows = engine.extractor.windows(texts[begin : begin + BATCH])
+        batch = pad_windows([window for text_windows in windows for window in text_windows])
+        find_spans(batch, engine.run_encoder, run_objects, engine.config)
+    candidates = sum(len(positions) for positions, _ in replay.object_outputs)
+    return seconds[0], candidates, len(replay.object_outputs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "runs/webnlg")
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    texts = [
+        item["text"] for item in json.loads((args.shared / "data/webnlg_star_casrel/dev_triples.json").read_text())
+    ]
+    result: dict = {
+        "machine": f"CPU only, pinned to one core: {machine()}",
+        "data": f"WebNLG* dev, {len(texts)} sentences, batches of {BATCH}",
+        "repeats": args.repeats,
+        "unit": "microseconds per sentence (median of the repeats)",
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        webnlg = Path(scratch) / "webnlg"
+        export(args.checkpoint, webnlg, "fp32", log=lambda message: None)
+        result["webnlg_minilm"] = measure(Engine(webnlg, "cpu", threads=1), texts, args.repeats)
+        print("webnlg", result["webnlg_minilm"], flush=True)
+        for relations in (171, 1000):
+            engine = Engine(large_schema(args.checkpoint, relations, Path(scratch) / str(relations)), "cpu", threads=1)
+            figures = measure(engine, texts, args.repeats)
+            seconds, candidates, calls = graph2_seconds(engine, texts)
+            result[f"random_{relations}_relations"] = {
+                "decode_us": figures["decode"],
+                "triples_us": figures["triples"],
+                "graph2_onnxruntime_us": round(1e6 * seconds / len(texts), 1),
+                "graph2_candidates_returned": candidates,
+                "graph2_calls": calls,
+            }
+            print(relations, result[f"random_{relations}_relations"], flush=True)
+    merge_results("host_cost", {"cpu": result})
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The vectorised decode against the one it replaced, and the service against the CLI: same triples?
+
+    git worktree add /tmp/old 849a19b      # the last commit with the per-subject/per-relation decode
+    python benchmarks/same_triples.py --old /tmp/old --run webnlg runs/webnlg --run duie1 runs/duie1 \
+        [--served-export runs/exports/webnlg-fp32]
+
+For each checkpoint, both codebases extract every dev sentence with PyTorch (fp32); every triple's spans,
+predicate and score (rounded to 1e-6) must match. With ``--served-export``, `triplex serve --workers 2`
+answers the WebNLG* dev sentences one request each, and its JSON must equal `triplex extract`'s.
+Writes benchmarks/results/same_triples.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+from common import ROOT, machine, merge_results
+from load import free_port, start_server
+
+DEV = {
+    "webnlg": "data/webnlg_star_casrel/dev_triples.json",
+    "duie1": "data/duie1_lic2019/dev_data.head300.json",
+}
+# Run inside a checkout (the old one or this one): extract every text with PyTorch and print the triples.
+EXTRACT = """
+import json, sys
+from training.cli import load_model
+texts = json.load(open(sys.argv[2]))
+found = load_model(sys.argv[1], "cpu", 32).extract(texts)
+print(json.dumps([[[t.subject.start, t.subject.end, t.predicate, t.object.start, t.object.end,
+                    [[s, e.start, e.end] for s, e in t.qualifiers], round(t.score, 6)] for t in f.triples]
+                  for f in found]))
+"""
+
+
+def extract_with(checkout: Path, checkpoint: Path, texts_file: Path) -> list:
+    env = {**os.environ, "PYTHONPATH": str(checkout), "OMP_NUM_THREADS": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", EXTRACT, str(checkpoint.resolve()), str(texts_file)],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+async def serve_all(url: str, texts: list[str]) -> list[dict]:
+    limits = httpx.Limits(max_connections=32)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        responses = await asyncio.gather(*(client.post("/v1/extract", json={"text": text}) for text in texts))
+    return [response.json()["results"][0] for response in responses]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--old", type=Path, required=True, help="a checkout of the commit with the old decode")
+    parser.add_argument("--run", nargs=2, action="append", metavar=("NAME", "CHECKPOINT"), required=True)
+    parser.add_argument("--served-export", type=Path, help="an export of the webnlg run, for the service check")
+    args = parser.parse_args()
+    result: dict = {
+        "machine": f"CPU only: {machine()}",
+        "old_commit": subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=args.old, capture_output=True, text=True
+        ).stdout.strip(),
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, checkpoint in args.run:
+            dev = args.shared / DEV[name]
+            text = dev.read_text()
+            items = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines()]
+            texts = [item["text"] for item in items]
+            texts_file = Path(scratch) / f"{name}.json"
+            texts_file.write_text(json.dumps(texts))
+            old, new = (
+                extract_with(args.old, Path(checkpoint), texts_file),
+                extract_with(ROOT, Path(checkpoint), texts_file),
+            )
+            different = sum(a != b for a, b in zip(old, new))
+            result[name] = {
+                "sentences": len(texts),
+                "triples": sum(len(found) for found in new),
+                "sentences_with_different_triples": different,
+            }
+            print(name, result[name], flush=True)
+        if args.served_export:
+            texts = [item["text"] for item in json.loads((args.shared / DEV["webnlg"]).read_text())]
+            texts_file = Path(scratch) / "texts.jsonl"
+            texts_file.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts))
+            output = Path(scratch) / "cli.jsonl"
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "training.cli",
+                    "extract",
+                    "--model",
+                    str(args.served_export),
+                    "--device",
+                    "cpu",
+                    "--input",
+                    str(texts_file),
+                    "--output",
+                    str(output),
+                ],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
+            cli = [json.loads(line) for line in output.read_text().splitlines()]
+            port = free_port()
+            server = start_server(args.served_export, port, {"TRIPLEX_WORKERS": "2"})
+            try:
+                served = asyncio.run(serve_all(f"http://127.0.0.1:{port}", texts))
+            finally:
+                server.terminate()
+                server.wait()
+            same = sum({"triples": c["triples"], "windows": c["windows"]} == s for c, s in zip(cli, served))
+            result["service_workers2_vs_cli"] = {"sentences": len(texts), "identical": same}
+            print(result["service_workers2_vs_cli"], flush=True)
+    merge_results("same_triples", result)
+
+
+if __name__ == "__main__":
+    main()
