@@ -25,6 +25,8 @@ import httpx
 from common import ROOT, machine, merge_results
 from load import free_port, start_server
 
+from training.cli import as_json, load_model
+
 DEV = {
     "webnlg": "data/webnlg_star_casrel/dev_triples.json",
     "duie1": "data/duie1_lic2019/dev_data.head300.json",
@@ -95,29 +97,8 @@ def main() -> None:
             print(name, result[name], flush=True)
         if args.served_export:
             texts = [item["text"] for item in json.loads((args.shared / DEV["webnlg"]).read_text())]
-            texts_file = Path(scratch) / "texts.jsonl"
-            texts_file.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts))
-            output = Path(scratch) / "cli.jsonl"
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "training.cli",
-                    "extract",
-                    "--model",
-                    str(args.served_export),
-                    "--device",
-                    "cpu",
-                    "--input",
-                    str(texts_file),
-                    "--output",
-                    str(output),
-                ],
-                cwd=ROOT,
-                check=True,
-                capture_output=True,
-            )
-            cli = [json.loads(line) for line in output.read_text().splitlines()]
+            found = load_model(str(args.served_export), "cpu").extract(texts)  # what triplex extract prints
+            cli = [as_json(text, extraction) for text, extraction in zip(texts, found)]
             port = free_port()
             server = start_server(args.served_export, port, {"TRIPLEX_WORKERS": "2"})
             try:

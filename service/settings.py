@@ -21,10 +21,7 @@ class Settings(BaseSettings):
         0, ge=0, description="windows per engine call; 1 disables batching; 0: 8 on the CPU, 64 on a GPU"
     )
     max_batch_tokens: int = Field(16384, ge=1, description="padded tokens per engine call")
-    max_wait_ms: float = Field(
-        0.0, ge=0, description="how long a thin queue waits for more requests (0: never; batches gather while one runs)"
-    )
-    max_queue: int = Field(4096, ge=1, description="windows waiting at most; beyond it requests get 429")
+    max_queue: int = Field(32768, ge=1, description="windows waiting at most; beyond it requests get 429")
     max_text_chars: int = Field(100_000, ge=1, description="characters per text; longer texts get 413")
     max_texts: int = Field(64, ge=1, description="texts per request; more get 413")
     request_timeout_s: float = Field(30.0, gt=0, description="a request waiting longer gets 504")

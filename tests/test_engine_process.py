@@ -82,7 +82,7 @@ def test_a_failing_batch_is_retried_so_only_the_poisoned_request_fails(trained, 
     assert [len(outcomes[n]) for n in (0, 2, 3)] == [len(e.triples) for e in expected]
     assert all(len(e.triples) for e in expected)
 
-    app = create_app(settings(tmp_path / "export", max_wait_ms=0))
+    app = create_app(settings(tmp_path / "export"))
 
     async def work(client: httpx.AsyncClient):
         return await asyncio.gather(*(client.post("/v1/extract", json={"text": text}) for text in texts * 3))

@@ -42,7 +42,7 @@ def metric(text: str, name: str) -> float:
 
 
 def test_concurrent_requests_are_batched_and_match_single_requests(trained: tuple[Path, Path]) -> None:
-    app = create_app(settings(trained[1], max_wait_ms=20))
+    app = create_app(settings(trained[1]))
 
     async def work(client: httpx.AsyncClient):
         together = await asyncio.gather(*(client.post("/v1/extract", json={"text": text}) for text in TEXTS))
@@ -253,25 +253,6 @@ def test_two_workers_batch_together_and_match_the_cli(two_workers, trained: tupl
     assert metric(metrics, "triplex_batch_texts_count") > metric(metrics, 'triplex_batch_texts_bucket{le="1.0"}')
 
 
-def test_sigterm_with_two_workers_loses_no_accepted_request(two_workers) -> None:
-    process, url = two_workers
-
-    async def burst():
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            requests = [asyncio.create_task(client.post("/v1/extract", json={"texts": TEXTS})) for _ in range(40)]
-            await asyncio.sleep(0.3)  # some answered, some accepted and queued, then the signal
-            process.send_signal(signal.SIGTERM)
-            return await asyncio.gather(*requests, return_exceptions=True)
-
-    responses = asyncio.run(burst())
-    answered = [r for r in responses if isinstance(r, httpx.Response)]
-    assert answered and all(r.status_code == 200 for r in answered)  # every accepted request is answered
-    assert all(isinstance(r, httpx.ConnectError) for r in responses if not isinstance(r, httpx.Response))
-    assert process.wait(timeout=60) in (0, -signal.SIGTERM)
-    log = process.stdout.read()
-    assert log.count("Finished server process") == 2 and "Traceback" not in log
-
-
 def test_a_provider_that_cannot_load_stops_the_start_with_one_line(trained: tuple[Path, Path]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "service", "--model", str(trained[1]), "--provider", "cuda", "--port", "1"],
@@ -285,24 +266,28 @@ def test_a_provider_that_cannot_load_stops_the_start_with_one_line(trained: tupl
     assert len(lines) == 1 and "cuda" in lines[0] and "Traceback" not in result.stderr
 
 
-def test_real_server_answers_and_stops_cleanly_on_sigterm(server) -> None:
-    process, url = server
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_under_load_loses_no_accepted_request(trained: tuple[Path, Path], workers: int) -> None:
+    process, url = start_server(trained[1], "--workers", str(workers))
 
     async def burst():
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            requests = [asyncio.create_task(client.post("/v1/extract", json={"texts": TEXTS})) for _ in range(20)]
-            await asyncio.sleep(0.05)  # some accepted and queued, then the signal
+            requests = [asyncio.create_task(client.post("/v1/extract", json={"texts": TEXTS})) for _ in range(40)]
+            await asyncio.sleep(0.3)  # some answered, some accepted and queued, then the signal
             process.send_signal(signal.SIGTERM)
             return await asyncio.gather(*requests, return_exceptions=True)
 
-    responses = asyncio.run(burst())
+    try:
+        responses = asyncio.run(burst())
+        # uvicorn shuts down gracefully, then re-raises the signal so the exit status says SIGTERM
+        assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        process.kill()
     answered = [r for r in responses if isinstance(r, httpx.Response)]
     assert answered and all(r.status_code == 200 for r in answered)  # every accepted request is answered
     assert all(isinstance(r, httpx.ConnectError) for r in responses if not isinstance(r, httpx.Response))
-    # uvicorn shuts down gracefully, then re-raises the signal so the exit status says SIGTERM
-    assert process.wait(timeout=30) in (0, -signal.SIGTERM)
     log = process.stdout.read()
-    assert "Waiting for application shutdown" in log and "Finished server process" in log
+    assert log.count("Finished server process") == workers and "Waiting for application shutdown" in log
     assert "Traceback" not in log
 
 
