@@ -33,6 +33,12 @@ def is_export(folder: str | Path) -> bool:
     return (Path(folder) / ENCODER_FILE).is_file()
 
 
+def check_export_folder(folder: Path) -> None:
+    missing = [name for name in EXPORT_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ExportError(f"'{folder}' is not an export folder (missing {', '.join(missing)}); run 'triplex export'")
+
+
 def choose_providers(provider: str) -> list[str]:
     """``auto`` takes CUDA when this onnxruntime build has it, else the CPU; a named provider must exist."""
     available = ort.get_available_providers()
@@ -71,11 +77,7 @@ class Engine:
 
     def __init__(self, folder: str | Path, provider: str = "auto", threads: int = 0, batch_size: int = 32) -> None:
         folder = Path(folder)
-        missing = [name for name in EXPORT_FILES if not (folder / name).is_file()]
-        if missing:
-            raise ExportError(
-                f"'{folder}' is not an export folder (missing {', '.join(missing)}); run 'triplex export'"
-            )
+        check_export_folder(folder)
         providers = choose_providers(provider)
         on_gpu = providers[0] != PROVIDERS["cpu"]
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
+from tokenizers.pre_tokenizers import BertPreTokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
 # Han, kana, CJK punctuation and full-width forms: one token per character, as Chinese BERT does.
@@ -98,22 +99,24 @@ def encode_windows(tokenizer: Tokenizer, texts: list[str], max_length: int, stri
     flat = list(chain.from_iterable(windows))
     if not flat:
         return []
-    lengths = np.fromiter((len(window.ids) for window in flat), np.int64, len(flat))
+    ids_lists = [window.ids for window in flat]
+    lengths = np.fromiter(map(len, ids_lists), np.int64, len(flat))
     total = int(lengths.sum())
-    ids = np.fromiter(chain.from_iterable(window.ids for window in flat), np.int64, total)
-    special = np.fromiter(chain.from_iterable(window.special_tokens_mask for window in flat), bool, total)
+    ids = np.fromiter(chain.from_iterable(ids_lists), np.int64, total)
     offsets = np.fromiter(
-        chain.from_iterable(chain.from_iterable(window.offsets for window in flat)), np.int64, 2 * total
+        chain.from_iterable(chain.from_iterable([window.offsets for window in flat])), np.int64, 2 * total
     ).reshape(-1, 2)
-    # offsets into one string of all the texts, so that one pass strips every token's spaces
-    text_base = np.cumsum([0] + [len(text) for text in texts])
-    window_base = np.repeat(text_base[:-1], [len(text_windows) for text_windows in windows])
-    token_base = np.repeat(window_base, lengths)
-    codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
-    starts, ends = strip_spaces(codes, offsets[:, 0] + token_base, offsets[:, 1] + token_base)
-    empty = special | (ends <= starts)
-    starts = np.where(empty, -1, starts - token_base)
-    ends = np.where(empty, -1, ends - token_base)
+    starts, ends = offsets[:, 0], offsets[:, 1]
+    if not isinstance(tokenizer.pre_tokenizer, BertPreTokenizer):  # BERT's offsets never hold a space
+        # offsets into one string of all the texts, so that one pass strips every token's spaces
+        text_base = np.cumsum([0] + [len(text) for text in texts])
+        window_base = np.repeat(text_base[:-1], [len(text_windows) for text_windows in windows])
+        token_base = np.repeat(window_base, lengths)
+        codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+        starts, ends = strip_spaces(codes, starts + token_base, ends + token_base)
+        starts, ends = starts - token_base, ends - token_base
+    empty = ends <= starts  # special tokens have empty offsets too
+    starts, ends = np.where(empty, -1, starts), np.where(empty, -1, ends)
     bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
     result, index = [], 0
     for text, text_windows in zip(texts, windows):

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.decode import Spans, to_triples
-from model.engine import EXPORT_FILES, ExportError
+from model.engine import check_export_folder
 from model.pipeline import merge_windows
 from model.schema import ExtractorConfig
 from model.tokenize import Encoded, encode_windows, load_tokenizer
@@ -98,8 +98,9 @@ class Service:
         """Tokenized windows per text, a slice of texts at a time with the event loop free in between."""
         windows: list[list[Encoded]] = []
         for chunk in slices(texts, [len(text) for text in texts]):
+            if windows:
+                await asyncio.sleep(0)  # other requests' work runs here
             windows += encode_windows(self.tokenizer, chunk, self.config.max_length, self.config.window_stride)
-            await asyncio.sleep(0)  # other requests' work runs here
         return windows
 
     async def results(self, windows: list[list[Encoded]], spans: Spans) -> bytes:
@@ -134,9 +135,7 @@ def slices(items: list, sizes: list[int]) -> Iterator[list]:
 
 def load_front_end(folder: Path) -> tuple[ExtractorConfig, object]:
     """What a front end needs of the export: the settings and the tokenizer, not the graphs."""
-    missing = [name for name in EXPORT_FILES if not (folder / name).is_file()]
-    if missing:
-        raise ExportError(f"'{folder}' is not an export folder (missing {', '.join(missing)}); run 'triplex export'")
+    check_export_folder(folder)
     return ExtractorConfig.load(folder), load_tokenizer(folder)
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from model.tokenize import encode, pad, split_cjk_characters
+from model.tokenize import encode, encode_windows, pad, split_cjk_characters
 
 from .conftest import shared_path
 
@@ -80,3 +80,21 @@ def test_truncation_and_padding(tiny_encoder: Path) -> None:
     assert len(long.ids) == 16 and len(short.ids) == 3
     input_ids, attention_mask = pad([long.ids, short.ids])
     assert input_ids.shape == (2, 16) and attention_mask[1].tolist() == [1, 1, 1] + [0] * 13
+
+
+def test_batched_offsets_equal_a_token_by_token_reading(tokenizer: Tokenizer) -> None:
+    """The array conversion of a whole batch against the plain reading of each token's offsets."""
+    texts = [*TEXTS, " \u3000 spaced\u2003words\u00a0here ", "", "x" * 700, "短 文本 with  double  spaces"]
+    windows = encode_windows(tokenizer, texts, 24, 6)
+    for text, text_windows, encoding in zip(texts, windows, tokenizer.encode_batch(texts)):
+        assert len(text_windows) == 1 + len(encoding.overflowing)
+        for window, expected in zip(text_windows, (encoding, *encoding.overflowing)):
+            spans = []
+            for special, (start, end) in zip(expected.special_tokens_mask, expected.offsets):
+                while start < end and text[start].isspace():
+                    start += 1
+                while end > start and text[end - 1].isspace():
+                    end -= 1
+                spans.append((start, end) if not special and end > start else (-1, -1))
+            assert window.ids.tolist() == expected.ids
+            assert list(zip(window.starts.tolist(), window.ends.tolist())) == spans
