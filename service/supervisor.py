@@ -9,6 +9,7 @@ import threading
 import time
 
 from service.engine_process import READY_LINE
+from service.metrics import mark_process_dead
 
 RESTART_PAUSE_S = 0.5
 
@@ -56,6 +57,7 @@ class EngineSupervisor:
         while not self.stopping:
             process = self.process
             process.wait()
+            mark_process_dead(process.pid)  # its queue-depth gauge no longer counts
             if self.stopping:
                 return
             print(f"triplex: the engine process exited ({process.returncode}); starting it again", file=sys.stderr)
