@@ -5,7 +5,7 @@ Two steps, both vectorised over the whole batch:
 1. ``find_spans``: graph 1's subject probabilities -> subjects; graph 2 (run on every subject of the
    batch, in chunks) thresholds its own object probabilities and returns only the candidate positions;
    those pair into objects. The result is ``Spans``: one row per triple, in token positions.
-2. ``to_triples``: one window's rows -> ``Triple`` objects with character offsets into the text.
+2. ``to_triples``: the rows -> ``Triple`` objects with character offsets into each window's text.
 
 The runtime is whatever ``run_encoder``/``run_objects`` wrap: PyTorch or ONNX Runtime.
 """
@@ -54,6 +54,13 @@ class Spans:
     @classmethod
     def empty(cls) -> Spans:
         return cls(np.zeros((0, 6), dtype=np.int64), np.zeros(0))
+
+    def windows_between(self, begin: int, end: int) -> Spans:
+        """The rows of windows ``begin`` to ``end - 1``, their window column counted from ``begin``."""
+        first, last = np.searchsorted(self.rows[:, self.WINDOW], [begin, end]).tolist()
+        rows = self.rows[first:last].copy()
+        rows[:, self.WINDOW] -= begin
+        return Spans(rows, self.scores[first:last])
 
     def per_window(self, windows: int) -> list[Spans]:
         bounds = np.searchsorted(self.rows[:, self.WINDOW], np.arange(windows + 1)).tolist()
@@ -138,26 +145,48 @@ def find_spans(batch: Batch, run_encoder: RunEncoder, run_objects: RunObjects, c
     )
 
 
-def to_triples(window: Encoded, spans: Spans, config: ExtractorConfig) -> list[Triple]:
-    """One window's spans as triples with character offsets into the original text."""
+def to_triples(windows: list[Encoded], spans: Spans, config: ExtractorConfig) -> list[list[Triple]]:
+    """Each window's triples with character offsets into its text; ``spans``' window column indexes
+    ``windows``. The offsets of all windows are looked up at once: with a few triples per window,
+    numpy's cost per call would otherwise dominate."""
+    found: list[list[Triple]] = [[] for _ in windows]
     if not len(spans):
-        return []
-    rows, text, relations, labels = spans.rows, window.text, config.relations, config.labels
-    columns = (
-        window.starts[rows[:, Spans.SUBJECT_START]].tolist(),
-        window.ends[rows[:, Spans.SUBJECT_END]].tolist(),
-        rows[:, Spans.RELATION].tolist(),
-        window.starts[rows[:, Spans.OBJECT_START]].tolist(),
-        window.ends[rows[:, Spans.OBJECT_END]].tolist(),
-        spans.scores.tolist(),
+        return found
+    rows, relations, labels = spans.rows, config.relations, config.labels
+    first_token = np.cumsum([0] + [len(window.ids) for window in windows[:-1]])[rows[:, Spans.WINDOW], None]
+    starts = np.concatenate([window.starts for window in windows])
+    ends = np.concatenate([window.ends for window in windows])
+    offsets = np.concatenate(
+        [
+            rows[:, Spans.WINDOW : Spans.WINDOW + 1],
+            starts[rows[:, [Spans.SUBJECT_START, Spans.OBJECT_START]] + first_token],
+            ends[rows[:, [Spans.SUBJECT_END, Spans.OBJECT_END]] + first_token],
+            rows[:, Spans.RELATION : Spans.RELATION + 1],
+        ],
+        axis=1,
     )
-    triples = []
-    for subject_start, subject_end, r, object_start, object_end, score in zip(*columns):
-        relation = relations[r]
+    # listed as ``model.pipeline.identity`` orders them: by subject, predicate, object
+    order = np.lexsort(
+        (
+            offsets[:, 4],
+            offsets[:, 2],
+            config.label_ranks[rows[:, Spans.RELATION]],
+            offsets[:, 3],
+            offsets[:, 1],
+            offsets[:, 0],
+        )
+    )
+    texts = [window.text for window in windows]
+    for (w, subject_start, object_start, subject_end, object_end, r), score in zip(
+        offsets[order].tolist(), spans.scores[order].tolist()
+    ):
+        relation, text = relations[r], texts[w]
         subject = Entity(text[subject_start:subject_end], subject_start, subject_end, relation.subject_type)
         obj = Entity(text[object_start:object_end], object_start, object_end, relation.object_type)
-        triples.append(Triple(subject, labels[r], obj, score))
-    return merge_slots(triples, config.relations_by_label) if config.has_slots else triples
+        found[w].append(Triple(subject, labels[r], obj, score))
+    if config.has_slots:
+        found = [merge_slots(triples, config.relations_by_label) for triples in found]
+    return found
 
 
 def merge_slots(triples: list[Triple], relations: dict[str, Relation]) -> list[Triple]:

@@ -31,7 +31,7 @@ class Extraction:
 
 def identity(triple: Triple) -> tuple:
     """Where a triple stands in the text: the same triple found in two windows has the same identity."""
-    spans = tuple((slot, entity.start, entity.end) for slot, entity in triple.qualifiers)
+    spans = tuple((slot, entity.start, entity.end) for slot, entity in triple.qualifiers) if triple.qualifiers else ()
     return triple.subject.start, triple.subject.end, triple.predicate, triple.object.start, triple.object.end, spans
 
 
@@ -64,7 +64,7 @@ def ownerships(windows: list[Encoded]) -> list[Ownership]:
 def merge_windows(windows: list[Encoded], found: list[list[Triple]]) -> list[Triple]:
     """One text's triples from its windows' triples: each taken from the window that owns it, once."""
     if len(windows) == 1:
-        return sorted(found[0], key=identity)
+        return found[0]  # ``to_triples`` lists them in this order already
     kept: dict[tuple, Triple] = {}
     for owner, triples in zip(ownerships(windows), found):
         for triple in triples:
@@ -131,8 +131,10 @@ class Extractor:
         batches = [flat[begin : begin + self.batch_size] for begin in range(0, len(flat), self.batch_size)]
 
         def finish(batch: list[tuple[int, int, Encoded]], spans: Spans) -> None:
-            for (index, position, window), window_spans in zip(batch, spans.per_window(len(batch))):
-                found[index][position] = to_triples(window, window_spans, self.config)
+            for (index, position, _), triples in zip(
+                batch, to_triples([item[2] for item in batch], spans, self.config)
+            ):
+                found[index][position] = triples
             bar.update(len(batch))
 
         with tqdm(total=len(flat), desc="extract", unit="window", disable=not progress, leave=False) as bar:

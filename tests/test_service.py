@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -179,6 +180,7 @@ def start_server(export: Path, *flags: str, **variables: str) -> tuple[subproces
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group: teardown stops the workers and the engine too
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -190,26 +192,28 @@ def start_server(export: Path, *flags: str, **variables: str) -> tuple[subproces
         if process.poll() is not None:
             pytest.fail(f"server exited: {process.stdout.read()}")
         time.sleep(0.1)
-    process.kill()
+    stop(process)
     pytest.fail("server did not become ready")
+
+
+def stop(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @pytest.fixture()
 def server(trained: tuple[Path, Path]):
     process, url = start_server(trained[1])
     yield process, url
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    stop(process)
 
 
 @pytest.fixture()
 def two_workers(trained: tuple[Path, Path]):
     process, url = start_server(trained[1], "--workers", "2")
     yield process, url
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    stop(process)
 
 
 def test_two_workers_batch_together_and_match_the_cli(two_workers, trained: tuple[Path, Path], tmp_path: Path):
@@ -282,7 +286,7 @@ def test_sigterm_under_load_loses_no_accepted_request(trained: tuple[Path, Path]
         # uvicorn shuts down gracefully, then re-raises the signal so the exit status says SIGTERM
         assert process.wait(timeout=60) in (0, -signal.SIGTERM)
     finally:
-        process.kill()
+        stop(process)
     answered = [r for r in responses if isinstance(r, httpx.Response)]
     assert answered and all(r.status_code == 200 for r in answered)  # every accepted request is answered
     assert all(isinstance(r, httpx.ConnectError) for r in responses if not isinstance(r, httpx.Response))
