@@ -75,7 +75,9 @@ def powers_of_two(low: int, high: int) -> list[int]:
 class Engine:
     """Extracts triples with an exported model; ``extract`` takes a batch of texts."""
 
-    def __init__(self, folder: str | Path, provider: str = "auto", threads: int = 0, batch_size: int = 32) -> None:
+    def __init__(
+        self, folder: str | Path, provider: str = "auto", threads: int = 0, batch_size: int = 32, spinning: bool = True
+    ) -> None:
         folder = Path(folder)
         check_export_folder(folder)
         providers = choose_providers(provider)
@@ -84,7 +86,7 @@ class Engine:
             self.config = ExtractorConfig.load(folder)
             tokenizer = load_tokenizer(folder)
             self.encoder = ort.InferenceSession(
-                str(folder / ENCODER_FILE), session_options(threads, True, on_gpu), providers=providers
+                str(folder / ENCODER_FILE), session_options(threads, spinning, on_gpu), providers=providers
             )
             # Each session has its own thread pool, whose threads spin after a run; the small objects
             # graph must not spin, or on few cores it steals them from the next encoder run (measured:
