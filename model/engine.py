@@ -103,7 +103,9 @@ class Engine:
             raise ExportError(f"provider '{provider}' could not be loaded (running on {self.provider} instead)")
         self.folder = folder
         self.on_gpu = self.provider != PROVIDERS["cpu"]
-        self.extractor = Extractor(tokenizer, self.config, self.run_encoder, self.run_objects, batch_size)
+        self.extractor = Extractor(
+            tokenizer, self.config, self.run_encoder, self.run_objects, batch_size, overlap=self.on_gpu
+        )
 
     def run_encoder(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[object, np.ndarray]:
         if not self.on_gpu:

@@ -12,7 +12,7 @@ import torch
 from model.engine import Engine, ExportError
 from model.export import export
 from model.network import load_extractor, save_extractor, torch_runners
-from model.pipeline import Extractor, ownerships
+from model.pipeline import Extractor, ownerships, pipelined
 from model.schema import Entity, ExtractorConfig, Triple
 from model.tokenize import Encoded, encode_windows, load_tokenizer
 from training.data import Example, Summary
@@ -156,3 +156,33 @@ def test_parity_check_refuses_nan_probabilities(trained: tuple[Path, Path], tmp_
     save_extractor(model, config, tmp_path / "broken")
     with pytest.raises(ValueError, match="not finite"):
         export(tmp_path / "broken", tmp_path / "export", "fp32", log=lambda m: None)
+
+
+def test_overlapping_stages_keep_the_order_and_prepare_ahead() -> None:
+    events: list[str] = []
+
+    def prepare(item: int) -> int:
+        events.append(f"prepare {item}")
+        return item * 10
+
+    def run(prepared: int) -> int:
+        return prepared + 1
+
+    def finish(item: int, result: int) -> None:
+        events.append(f"finish {item}")
+        assert result == item * 10 + 1
+
+    pipelined(range(3), prepare, run, finish, overlap=True)
+    # batch k+1 is prepared (and queued for the accelerator) before batch k is finished
+    assert events == ["prepare 0", "prepare 1", "finish 0", "prepare 2", "finish 1", "finish 2"]
+    events.clear()
+    pipelined(range(3), prepare, run, finish, overlap=False)
+    assert events == ["prepare 0", "finish 0", "prepare 1", "finish 1", "prepare 2", "finish 2"]
+
+
+def test_the_overlapping_engine_gives_the_same_triples(trained: tuple[Path, Path]) -> None:
+    engine = Engine(trained[1], provider="cpu", batch_size=5)
+    texts = [example.text for example in generate(40, seed=31)]
+    sequential = engine.extract(texts)
+    engine.extractor.overlap = True  # as on a GPU
+    assert engine.extract(texts) == sequential and any(found.triples for found in sequential)

@@ -66,7 +66,8 @@ def load_model(path: str, device: str, batch_size: int = 32):
     model, config = load_extractor(directory)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return Extractor(load_tokenizer(directory), config, *torch_runners(model.to(device)), batch_size)
+    runners = torch_runners(model.to(device))
+    return Extractor(load_tokenizer(directory), config, *runners, batch_size, overlap=device.startswith("cuda"))
 
 
 def command_train(args: argparse.Namespace) -> None:

@@ -204,7 +204,9 @@ def train(
             model.eval()
             with ema.applied(model):
                 evaluated = time.perf_counter()
-                extractor = Extractor(tokenizer, config, *torch_runners(model), settings.eval_batch_size)
+                runners = torch_runners(model)
+                overlap = torch.device(device).type == "cuda"
+                extractor = Extractor(tokenizer, config, *runners, settings.eval_batch_size, overlap=overlap)
                 predicted = extractor.extract([example.text for example in dev_examples], progress=True)
                 metrics = score([example.triples for example in dev_examples], [p.triples for p in predicted])
                 metrics["seconds"] = time.perf_counter() - evaluated
