@@ -9,7 +9,7 @@ import contextlib
 import secrets
 import tempfile
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -225,7 +225,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         windows = await current.windows(texts)
         flat = [window for text_windows in windows for window in text_windows]
         deadline = time.monotonic() + settings.request_timeout_s
-        spans = await wait_for_spans(current.client.extract(flat, deadline), request, deadline)
+        spans = await wait_for_spans(current.client, flat, request, deadline)
         body = await current.results(windows, spans)
         # already the API's JSON form (the triples' own, the CLI's too); FastAPI need not check it again
         return Response(body, media_type="application/json")
@@ -269,24 +269,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def wait_for_spans(extraction: Coroutine, request: Request, deadline: float) -> Spans:
+async def wait_for_spans(client: EngineClient, windows: list[Encoded], request: Request, deadline: float) -> Spans:
     """The engine's answer, or 504 at the deadline; a client that goes away has its request dropped."""
-    task = asyncio.ensure_future(extraction)
     try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ApiError(
-                    504, "timeout", "the request waited past its deadline; retry or raise TRIPLEX_REQUEST_TIMEOUT_S"
-                )
-            done, _ = await asyncio.wait({task}, timeout=min(remaining, DISCONNECT_POLL_S))
-            if done:
-                return task.result()
-            if await request.is_disconnected():
-                raise ApiError(499, "client_closed", "the client closed the connection")
+        request_id, future = client.submit(windows, deadline)
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ApiError(
+                        504,
+                        "timeout",
+                        "the request waited past its deadline; retry or raise TRIPLEX_REQUEST_TIMEOUT_S",
+                    )
+                done, _ = await asyncio.wait({future}, timeout=min(remaining, DISCONNECT_POLL_S))
+                if done:
+                    return future.result()
+                if await request.is_disconnected():
+                    raise ApiError(499, "client_closed", "the client closed the connection")
+        finally:
+            if not future.done():
+                client.cancel(request_id)
     except EngineError as error:
         headers = {"Retry-After": "1"} if error.status in (429, 503) else None
         raise ApiError(error.status, error.code, error.message, headers) from None
-    finally:
-        if not task.done():
-            task.cancel()  # tells the engine process to drop the request

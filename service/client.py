@@ -85,8 +85,9 @@ class EngineClient:
             if not future.done():
                 future.set_exception(error)
 
-    async def extract(self, windows: list[Encoded], deadline: float) -> Spans:
-        """Spans for the windows (the WINDOW column indexes ``windows``); raises ``EngineError``."""
+    def submit(self, windows: list[Encoded], deadline: float) -> tuple[int, asyncio.Future]:
+        """Send the windows; the future resolves with their spans (the WINDOW column indexes ``windows``)
+        or fails with ``EngineError``. A future, not a coroutine: no task per request."""
         if self.writer is None:
             raise EngineError(503, "engine_restarting", "the engine process is restarting; retry shortly")
         request_id = next(self.ids)
@@ -95,13 +96,12 @@ class EngineClient:
         starts = np.concatenate([window.starts for window in windows])
         lengths = [len(window.ids) for window in windows]
         self.writer.write(wire.frame(("submit", request_id, ids, starts, lengths, deadline)))
-        try:
-            return await future
-        except asyncio.CancelledError:  # the client left or the deadline passed: free the engine of it
-            self.pending.pop(request_id, None)
-            if self.writer is not None:
-                self.writer.write(wire.frame(("cancel", request_id)))
-            raise
+        return request_id, future
+
+    def cancel(self, request_id: int) -> None:
+        """The client left or the deadline passed: free the engine of the request."""
+        if self.pending.pop(request_id, None) is not None and self.writer is not None:
+            self.writer.write(wire.frame(("cancel", request_id)))
 
     async def drain(self, timeout: float) -> None:
         """Wait (up to ``timeout``) for the requests in flight, then close."""

@@ -78,6 +78,7 @@ class EngineServer:
         self.peers: dict[int, Peer] = {}
         self.condition = threading.Condition()
         self.accelerator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="accelerator")
+        self.overlap = engine.on_gpu
         self.info = {
             "provider": engine.provider,
             "precision": engine.config.export.precision if engine.config.export else "fp32",
@@ -158,10 +159,19 @@ class EngineServer:
                 now = time.monotonic()
                 for request in {id(request): request for request, index in batch if index == 0}.values():
                     self.metrics.queue_seconds.observe(now - request.enqueued)
-                in_flight.append((batch, self.accelerator.submit(self.run, batch)))
-            if in_flight and (not batch or len(in_flight) > 1):
+                in_flight.append((batch, self.start(batch)))
+            if in_flight and (not batch or len(in_flight) > 1 or not self.overlap):
                 done, future = in_flight.popleft()
                 self.finish(done, future.result())
+
+    def start(self, batch: Batch) -> Future:
+        """Run the batch in the accelerator thread, or here on the CPU, where the graphs use every core
+        and overlapping them with this thread only competes for the cores."""
+        if self.overlap:
+            return self.accelerator.submit(self.run, batch)
+        future: Future = Future()
+        future.set_result(self.run(batch))
+        return future
 
     def run(self, batch: Batch) -> list[Spans | Failure]:
         """Spans per window of the batch; on an engine error, retried in smaller groups to isolate it."""
