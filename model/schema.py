@@ -52,11 +52,10 @@ class Triple:
         return name(self.subject), self.predicate, name(self.object), slots
 
     def to_dict(self) -> dict:
-        subject, obj = self.subject, self.object  # spelled out: the service builds one per triple it answers
         result = {
-            "subject": {"text": subject.text, "start": subject.start, "end": subject.end, "type": subject.type},
+            "subject": self.subject.to_dict(),
             "predicate": self.predicate,
-            "object": {"text": obj.text, "start": obj.start, "end": obj.end, "type": obj.type},
+            "object": self.object.to_dict(),
             "score": int(self.score * 10000 + 0.5) / 10000,  # 4 decimals; round() takes 5 times as long
         }
         if self.qualifiers:

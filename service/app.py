@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from model.decode import Spans, to_triples
 from model.engine import check_export_folder
 from model.pipeline import merge_windows
-from model.schema import ExtractorConfig, Triple
+from model.schema import ExtractorConfig
 from model.tokenize import Encoded, encode_windows, load_tokenizer
 from service.api_models import (
     ErrorResponse,
@@ -97,39 +97,36 @@ class Service:
     async def windows(self, texts: list[str]) -> list[list[Encoded]]:
         """Tokenized windows per text, a slice of texts at a time with the event loop free in between."""
         windows: list[list[Encoded]] = []
-        for chunk in slices(texts, [len(text) for text in texts]):
+        for chunk in slices(texts, [len(text) for text in texts], SLICE_CHARACTERS):
             if windows:
                 await asyncio.sleep(0)  # other requests' work runs here
             windows += encode_windows(self.tokenizer, chunk, self.config.max_length, self.config.window_stride)
         return windows
 
     async def results(self, windows: list[list[Encoded]], spans: Spans) -> bytes:
-        """The response body: each text's triples, merged across its windows, as JSON. A big request is
-        built ``SLICE_WINDOWS`` windows at a time, so that small ones are answered in between."""
-        flat = [window for text_windows in windows for window in text_windows]
-        found: list[list[Triple]] = []
-        for begin in range(0, len(flat), SLICE_WINDOWS):
-            if begin:
+        """The response body: each text's triples, merged across its windows, as JSON; a slice of texts
+        at a time, so that small requests are answered in between the slices of a big one."""
+        parts: list[bytes] = []
+        done = 0  # windows decoded so far
+        for chunk in slices(windows, [len(text_windows) for text_windows in windows], SLICE_WINDOWS):
+            if parts:
                 await asyncio.sleep(0)  # other requests' work runs here
-            end = begin + SLICE_WINDOWS
-            found += to_triples(flat[begin:end], spans.windows_between(begin, end), self.config)
-        parts, done = [], 0
-        for text_windows in windows:
-            triples = merge_windows(text_windows, found[done : done + len(text_windows)])
-            result = {"triples": [triple.to_dict() for triple in triples], "windows": len(text_windows)}
-            parts.append(orjson.dumps(result))  # a tenth of json.dumps' time (measured: 1.2 against 10.9 us)
-            if done // SLICE_WINDOWS != (done + len(text_windows)) // SLICE_WINDOWS:
-                await asyncio.sleep(0)
-            done += len(text_windows)
+            flat = [window for text_windows in chunk for window in text_windows]
+            found = iter(to_triples(flat, spans.windows_between(done, done + len(flat)), self.config))
+            done += len(flat)
+            for text_windows in chunk:
+                triples = merge_windows(text_windows, [next(found) for _ in text_windows])
+                result = {"triples": [triple.to_dict() for triple in triples], "windows": len(text_windows)}
+                parts.append(orjson.dumps(result))  # a tenth of json.dumps' time (measured: 1.2 against 10.9 us)
         return b'{"results":[' + b",".join(parts) + b"]}"
 
 
-def slices(items: list, sizes: list[int]) -> Iterator[list]:
-    """Consecutive slices of ``items`` of about ``SLICE_CHARACTERS`` in size (one item at least)."""
+def slices(items: list, sizes: list[int], limit: int) -> Iterator[list]:
+    """Consecutive slices of ``items`` whose sizes add up to about ``limit`` (one item at least)."""
     begin, total = 0, 0
     for end, size in enumerate(sizes, 1):
         total += size
-        if total >= SLICE_CHARACTERS:
+        if total >= limit:
             yield items[begin:end]
             begin, total = end, 0
     if begin < len(items):

@@ -35,6 +35,7 @@ class EngineClient:
         self.info: dict = {}
         self.task: asyncio.Task | None = None
         self.closing = False
+        self.connected = asyncio.Event()  # set once the first connection is made
 
     @property
     def ready(self) -> bool:
@@ -43,18 +44,18 @@ class EngineClient:
     async def start(self, timeout: float) -> None:
         """Connect (retrying while the engine starts) and keep the connection alive from then on."""
         self.task = asyncio.get_running_loop().create_task(self.connection_loop())
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.writer is None:
-            if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError(f"no engine process answered on {self.socket_path} within {timeout:.0f} s")
-            await asyncio.sleep(0.02)
+        try:
+            await asyncio.wait_for(self.connected.wait(), timeout)
+        except TimeoutError:
+            raise RuntimeError(f"no engine process answered on {self.socket_path} within {timeout:.0f} s") from None
 
     async def connection_loop(self) -> None:
         while not self.closing:
             try:
                 reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=1 << 24)
-                kind, self.info = await self.read(reader)
+                _, self.info = await self.read(reader)  # ("hello", info)
                 self.writer = writer
+                self.connected.set()
                 await self.dispatch(reader)
             except (OSError, EOFError, asyncio.IncompleteReadError):
                 pass

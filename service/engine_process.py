@@ -4,8 +4,9 @@
 
 Front ends send tokenized windows over a Unix socket (``service.wire``); this process queues them in
 the fair ``Scheduler``, pads batches, runs both graphs and the vectorised decode, and sends back each
-request's triples as token spans once all its windows are done. Three stages overlap: while the
-accelerator thread runs batch k, this thread pads batch k+1 and hands out the results of batch k-1.
+request's triples as token spans once all its windows are done. On a GPU three stages overlap
+(``model.pipeline.pipelined``): while the accelerator thread runs batch k, this thread pads batch k+1
+and hands out the results of batch k-1.
 
 A failing batch is retried request by request, so one poisonous text fails only its own request; an
 out-of-memory error splits the batch in halves first. The process ignores SIGINT and SIGTERM: it lives
@@ -21,14 +22,15 @@ import socket
 import sys
 import threading
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from model.decode import Spans
 from model.engine import Engine, ExportError
+from model.pipeline import pipelined
+from model.tokenize import Batch as PaddedBatch
 from model.tokenize import Encoded, pad_windows
 from service import wire
 from service.metrics import Metrics
@@ -77,8 +79,6 @@ class EngineServer:
         self.active: dict[tuple, Request] = {}  # submitted and not yet answered
         self.peers: dict[int, Peer] = {}
         self.condition = threading.Condition()
-        self.accelerator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="accelerator")
-        self.overlap = engine.on_gpu
         self.info = {
             "provider": engine.provider,
             "precision": engine.config.export.precision if engine.config.export else "fp32",
@@ -145,46 +145,48 @@ class EngineServer:
             self.scheduler.remove(key)
 
     def loop(self) -> None:
-        in_flight: deque[tuple[Batch, Future]] = deque()
+        # On a GPU the stages overlap (pad k+1 and hand out k-1 while k runs); on the CPU the graphs use
+        # every core and the overlap only competes for them.
+        pipelined(self.batches(), self.prepare, self.run, self.finish, overlap=self.engine.on_gpu)
+
+    def batches(self) -> Iterator[Batch | None]:
+        """The next batch as soon as there is one; ``None`` when the queue has run dry, so that the
+        batches in flight are finished before this waits for more requests."""
+        idle = False  # None was handed out, so nothing is in flight
         while True:
             with self.condition:
-                while not self.scheduler.waiting and not in_flight:
-                    self.condition.wait()
                 for request in self.scheduler.expired(time.monotonic()):
                     self.active.pop(request.key, None)
                     self.metrics.dropped.labels("deadline").inc()
                 batch = self.scheduler.next_batch()
                 self.metrics.queue_depth.set(self.scheduler.queued_windows)
+                if not batch and idle:
+                    self.condition.wait()
+                    continue
+            idle = not batch
             if batch:
                 now = time.monotonic()
                 for request in {id(request): request for request, index in batch if index == 0}.values():
                     self.metrics.queue_seconds.observe(now - request.enqueued)
-                in_flight.append((batch, self.start(batch)))
-            if in_flight and (not batch or len(in_flight) > 1 or not self.overlap):
-                done, future = in_flight.popleft()
-                self.finish(done, future.result())
+            yield batch or None
 
-    def start(self, batch: Batch) -> Future:
-        """Run the batch in the accelerator thread, or here on the CPU, where the graphs use every core
-        and overlapping them with this thread only competes for the cores."""
-        if self.overlap:
-            return self.accelerator.submit(self.run, batch)
-        future: Future = Future()
-        future.set_result(self.run(batch))
-        return future
+    @staticmethod
+    def prepare(batch: Batch) -> tuple[Batch, PaddedBatch]:
+        return batch, pad_windows([request.windows[index] for request, index in batch])
 
-    def run(self, batch: Batch) -> list[Spans | Failure]:
+    def run(self, prepared: tuple[Batch, PaddedBatch]) -> list[Spans | Failure]:
         """Spans per window of the batch; on an engine error, retried in smaller groups to isolate it."""
+        batch, padded = prepared
         started = time.perf_counter()
         try:
-            spans = self.engine.extractor.find_spans(pad_windows([request.windows[i] for request, i in batch]))
+            spans = self.engine.extractor.find_spans(padded)
         except Exception as error:  # any onnxruntime error: isolate the windows that cause it
             found = failure(error)
             if len(batch) == 1:
                 return [found]
             if found.code == "out_of_memory":
                 half = len(batch) // 2
-                return self.run(batch[:half]) + self.run(batch[half:])
+                return self.run(self.prepare(batch[:half])) + self.run(self.prepare(batch[half:]))
             groups: dict[int, list[int]] = {}
             for position, (request, _) in enumerate(batch):
                 groups.setdefault(id(request), []).append(position)
@@ -192,7 +194,8 @@ class EngineServer:
                 return [found] * len(batch)
             outcomes: list[Spans | Failure] = [found] * len(batch)
             for positions in groups.values():
-                for position, outcome in zip(positions, self.run([batch[p] for p in positions])):
+                group = [batch[p] for p in positions]
+                for position, outcome in zip(positions, self.run(self.prepare(group))):
                     outcomes[position] = outcome
             return outcomes
         self.record(batch, time.perf_counter() - started)

@@ -178,6 +178,9 @@ def test_overlapping_stages_keep_the_order_and_prepare_ahead() -> None:
     events.clear()
     pipelined(range(3), prepare, run, finish, overlap=False)
     assert events == ["prepare 0", "finish 0", "prepare 1", "finish 1", "prepare 2", "finish 2"]
+    events.clear()  # None: the source has nothing for now, so what is in flight is finished first
+    pipelined([0, 1, None, 2], prepare, run, finish, overlap=True)
+    assert events == ["prepare 0", "prepare 1", "finish 0", "finish 1", "prepare 2", "finish 2"]
 
 
 def test_the_overlapping_engine_gives_the_same_triples(trained: tuple[Path, Path]) -> None:

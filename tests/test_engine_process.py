@@ -76,7 +76,7 @@ def test_a_failing_batch_is_retried_so_only_the_poisoned_request_fails(trained, 
     texts = [TEXTS[0], f"{TEXTS[1]} {POISON}", TEXTS[2], TEXTS[3]]
     windows = engine.extractor.windows(texts)
     requests = [Request(("p", n), text_windows, deadline=1e12) for n, text_windows in enumerate(windows)]
-    outcomes = server.run([(request, 0) for request in requests])
+    outcomes = server.run(server.prepare([(request, 0) for request in requests]))
     assert isinstance(outcomes[1], Failure) and outcomes[1].status == 500 and outcomes[1].code == "engine_error"
     expected = engine.extract([texts[0], texts[2], texts[3]])
     assert [len(outcomes[n]) for n in (0, 2, 3)] == [len(e.triples) for e in expected]
