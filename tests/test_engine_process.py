@@ -73,7 +73,10 @@ def poisoned_export(export: Path, folder: Path) -> Path:
 def test_a_failing_batch_is_retried_so_only_the_poisoned_request_fails(trained, tmp_path: Path) -> None:
     engine = Engine(poisoned_export(trained[1], tmp_path / "export"), provider="cpu", threads=1)
     server = EngineServer(engine, settings(trained[1]), 8, Metrics())
-    texts = [TEXTS[0], f"{TEXTS[1]} {POISON}", TEXTS[2], TEXTS[3]]
+    # three texts the model finds triples in (which ones depends on the machine's arithmetic), one poisoned
+    found = [text for text, result in zip(TEXTS, engine.extract(TEXTS)) if result.triples][:3]
+    assert len(found) == 3
+    texts = [found[0], f"{TEXTS[1]} {POISON}", found[1], found[2]]
     windows = engine.extractor.windows(texts)
     requests = [Request(("p", n), text_windows, deadline=1e12) for n, text_windows in enumerate(windows)]
     outcomes = server.run(server.prepare([(request, 0) for request in requests]))
