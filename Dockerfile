@@ -21,14 +21,19 @@ WORKDIR /app
 COPY docker/requirements-serve.txt docker/requirements-serve.txt
 RUN pip install "onnxruntime-gpu==1.31.*" -r docker/requirements-serve.txt
 
-COPY model/ model/
-COPY service/ service/
+# the package itself (no dependencies: they are the layer above), built outside the working directory
+# so that the source folder cannot shadow the installed package
+COPY pyproject.toml README.md /src/
+COPY triplex/ /src/triplex/
+COPY model/ /src/model/
+COPY service/ /src/service/
+COPY training/ /src/training/
+RUN pip install --no-deps /src && rm -rf /src
 COPY docker/entrypoint.sh docker/entrypoint.sh
 RUN useradd --create-home --uid 10001 triplex
 
 USER 10001
-ENV PYTHONPATH=/app \
-    TRIPLEX_MODEL_DIR=/models \
+ENV TRIPLEX_MODEL_DIR=/models \
     TRIPLEX_HOST=0.0.0.0 \
     TRIPLEX_PORT=8000 \
     TRIPLEX_PROVIDER=auto

@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 demo/export/encoder.onnx: | $(VENV)/.installed
-	$(BIN)/python -m training.demo --output demo
+	$(BIN)/python -m triplex.training.demo --output demo
 
 demo: install demo/export/encoder.onnx
 	@echo

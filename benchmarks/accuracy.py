@@ -39,7 +39,7 @@ def run(name: str, shared: Path, work: Path) -> dict:
     command = [
         sys.executable,
         "-m",
-        "training.cli",
+        "triplex.training.cli",
         "train",
         "--train",
         str(shared / train),
@@ -59,7 +59,7 @@ def run(name: str, shared: Path, work: Path) -> dict:
         [
             sys.executable,
             "-m",
-            "training.cli",
+            "triplex.training.cli",
             "evaluate",
             "--model",
             str(output),

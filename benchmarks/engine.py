@@ -18,12 +18,11 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 from common import machine, merge_results, rate
-
-from model.engine import Engine, is_export
-from model.export import export
-from model.network import load_extractor, torch_runners
-from model.pipeline import Extractor
-from model.tokenize import load_tokenizer
+from triplex.model.engine import Engine, is_export
+from triplex.model.export import export
+from triplex.model.network import load_extractor, torch_runners
+from triplex.model.pipeline import Extractor
+from triplex.model.tokenize import load_tokenizer
 
 
 def main() -> None:

@@ -31,12 +31,11 @@ from pathlib import Path  # noqa: E402
 
 import orjson  # noqa: E402
 from common import ROOT, machine, merge_results  # noqa: E402
-
-from model.decode import find_spans, to_triples  # noqa: E402
-from model.engine import Engine  # noqa: E402
-from model.pipeline import merge_windows  # noqa: E402
-from model.schema import Relation  # noqa: E402
-from model.tokenize import TOKENIZER_FILE, encode_windows, pad_windows  # noqa: E402
+from triplex.model.decode import find_spans, to_triples  # noqa: E402
+from triplex.model.engine import Engine  # noqa: E402
+from triplex.model.pipeline import merge_windows  # noqa: E402
+from triplex.model.schema import Relation  # noqa: E402
+from triplex.model.tokenize import TOKENIZER_FILE, encode_windows, pad_windows  # noqa: E402
 
 BATCH = 64
 
@@ -123,9 +122,8 @@ def measure(engine: Engine, texts: list[str], repeats: int) -> dict:
 def large_schema(checkpoint: Path, relations: int, folder: Path) -> Path:
     """The checkpoint's encoder with a random object head of ``relations`` relations, exported (fp32)."""
     from torch import nn
-
-    from model.export import export
-    from model.network import load_extractor, save_extractor
+    from triplex.model.export import export
+    from triplex.model.network import load_extractor, save_extractor
 
     model, config = load_extractor(checkpoint)
     model.object_head = nn.Linear(model.object_head.in_features, 2 * relations)

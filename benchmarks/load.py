@@ -28,8 +28,7 @@ from pathlib import Path
 import httpx
 import uvloop
 from common import ROOT, machine, merge_results
-
-from model.engine import Engine
+from triplex.model.engine import Engine
 
 LEVELS = (1, 32)
 
@@ -43,7 +42,7 @@ def free_port() -> int:
 def start_server(export: Path, port: int, extra_env: dict[str, str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TRIPLEX_PROVIDER": "cpu", **extra_env}
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--model", str(export), "--port", str(port)],
+        [sys.executable, "-m", "triplex.service", "--model", str(export), "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -13,14 +13,13 @@ import argparse
 from pathlib import Path
 
 from common import machine, merge_results
-
-from model.engine import Engine, is_export
-from model.export import export
-from model.network import load_extractor, torch_runners
-from model.pipeline import Extractor, identity
-from model.tokenize import load_tokenizer
-from training.data import read_dataset
-from training.evaluate import score
+from triplex.model.engine import Engine, is_export
+from triplex.model.export import export
+from triplex.model.network import load_extractor, torch_runners
+from triplex.model.pipeline import Extractor, identity
+from triplex.model.tokenize import load_tokenizer
+from triplex.training.data import read_dataset
+from triplex.training.evaluate import score
 
 DEV = {
     "webnlg": "data/webnlg_star_casrel/dev_triples.json",

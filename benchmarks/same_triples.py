@@ -24,8 +24,7 @@ from pathlib import Path
 import httpx
 from common import ROOT, machine, merge_results
 from load import free_port, start_server
-
-from training.cli import as_json, load_model
+from triplex.training.cli import as_json, load_model
 
 DEV = {
     "webnlg": "data/webnlg_star_casrel/dev_triples.json",
@@ -34,7 +33,7 @@ DEV = {
 # Run inside a checkout (the old one or this one): extract every text with PyTorch and print the triples.
 EXTRACT = """
 import json, sys
-from training.cli import load_model
+from triplex.training.cli import load_model
 texts = json.load(open(sys.argv[2]))
 found = load_model(sys.argv[1], "cpu", 32).extract(texts)
 print(json.dumps([[[t.subject.start, t.subject.end, t.predicate, t.object.start, t.object.end,

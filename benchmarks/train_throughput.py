@@ -16,10 +16,9 @@ from pathlib import Path
 
 import torch
 from common import ROOT, machine, merge_results
-
-from training.data import Summary, read_dataset, read_schema
-from training.settings import TrainSettings
-from training.train import LOG_FILE, train
+from triplex.training.data import Summary, read_dataset, read_schema
+from triplex.training.settings import TrainSettings
+from triplex.training.train import LOG_FILE, train
 
 
 def main() -> None:

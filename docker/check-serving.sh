@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# Serve an export from a fresh virtual environment holding only the serving dependencies (what the
-# images install, with onnxruntime for CPU), started with the entrypoint's exact command, and check
-# that it answers. Needs the development environment (.venv) to build a small export first.
+# Serve an export from a fresh virtual environment holding only the serving dependencies and the
+# package installed as the images install it (with onnxruntime for CPU), started with the entrypoint's
+# exact command from outside the checkout, and check that it answers. Needs the development environment (.venv) to build a small export first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
-trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'if [ -n "${server:-}" ]; then kill "$server" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 
-.venv/bin/python -m training.demo --output "$work/demo" --sentences 600 --epochs 3 2>/dev/null
+.venv/bin/python -m triplex.training.demo --output "$work/demo" --sentences 600 --epochs 3 2>/dev/null
 python3 -m venv "$work/serve"
 "$work/serve/bin/pip" install --quiet "onnxruntime>=1.18" -r docker/requirements-serve.txt
+"$work/serve/bin/pip" install --quiet --no-deps .
 if "$work/serve/bin/python" -c "import torch" 2>/dev/null; then
     echo "check-serving: torch is installed in the serving environment" >&2; exit 1
 fi
 port=$("$work/serve/bin/python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-PATH="$work/serve/bin:$PATH" PYTHONPATH="$PWD" TRIPLEX_MODEL_DIR="$work/demo/export" TRIPLEX_PORT="$port" \
-    TRIPLEX_PROVIDER=cpu docker/entrypoint.sh > "$work/server.log" 2>&1 &
+entrypoint="$PWD/docker/entrypoint.sh"
+cd "$work"  # outside the checkout, whose folders must not stand in for the installed package
+"$work/serve/bin/python" - <<'END'
+from importlib.metadata import distribution
+names = sorted({f.parts[0] for f in distribution("triplex").files} - {".."})  # "..": the console script
+print("check-serving: top-level names in site-packages:", ", ".join(names))
+assert [n for n in names if not n.endswith(".dist-info")] == ["triplex"], names
+END
+PATH="$work/serve/bin:$PATH" TRIPLEX_MODEL_DIR="$work/demo/export" TRIPLEX_PORT="$port" \
+    TRIPLEX_PROVIDER=cpu "$entrypoint" > "$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do
     curl -sf "127.0.0.1:$port/health/ready" > /dev/null && break

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from model.schema import VALUE_SLOT, Entity, ExtractorConfig, Relation, Thresholds, Triple
-from model.tokenize import Batch, Encoded
+from triplex.model.schema import VALUE_SLOT, Entity, ExtractorConfig, Relation, Thresholds, Triple
+from triplex.model.tokenize import Batch, Encoded
 
 # (input_ids, attention_mask) -> (hidden states in whatever form run_objects takes, subject probs (B, L, 2))
 RunEncoder = Callable[[np.ndarray, np.ndarray], tuple[Any, np.ndarray]]

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-
-from model.pipeline import Extraction, Extractor
-from model.schema import CONFIG_FILE, ENCODER_FILE, OBJECTS_FILE, ExtractorConfig
-from model.tokenize import TOKENIZER_FILE, load_tokenizer
+from triplex.model.pipeline import Extraction, Extractor
+from triplex.model.schema import CONFIG_FILE, ENCODER_FILE, OBJECTS_FILE, ExtractorConfig
+from triplex.model.tokenize import TOKENIZER_FILE, load_tokenizer
 
 EXPORT_FILES = (ENCODER_FILE, OBJECTS_FILE, TOKENIZER_FILE, CONFIG_FILE)
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}

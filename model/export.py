@@ -18,10 +18,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-
-from model.network import EncoderGraph, ObjectsGraph, PointerExtractor, load_extractor
-from model.schema import ENCODER_FILE, OBJECTS_FILE, ExportInfo
-from model.tokenize import TOKENIZER_FILE
+from triplex.model.network import EncoderGraph, ObjectsGraph, PointerExtractor, load_extractor
+from triplex.model.schema import ENCODER_FILE, OBJECTS_FILE, ExportInfo
+from triplex.model.tokenize import TOKENIZER_FILE
 
 PRECISIONS = ("fp32", "fp16", "int8")
 OPSET = 17
@@ -171,10 +170,10 @@ def check_parity(
 
 def check_triples(checkpoint: Path, folder: Path, texts: list[str], provider: str) -> dict[str, int]:
     """Decisions at the thresholds on real sentences: the export's triples against PyTorch's."""
-    from model.engine import Engine  # the engine imports the pipeline, which this module's users may not need
-    from model.network import torch_runners
-    from model.pipeline import Extractor, identity
-    from model.tokenize import load_tokenizer
+    from triplex.model.engine import Engine  # the engine imports the pipeline, which this module's users may not need
+    from triplex.model.network import torch_runners
+    from triplex.model.pipeline import Extractor, identity
+    from triplex.model.tokenize import load_tokenizer
 
     model, config = load_extractor(checkpoint)
     reference = Extractor(load_tokenizer(checkpoint), config, *torch_runners(model)).extract(texts)

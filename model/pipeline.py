@@ -15,10 +15,9 @@ from typing import TypeVar
 
 from tokenizers import Tokenizer
 from tqdm import tqdm
-
-from model.decode import RunEncoder, RunObjects, Spans, find_spans, to_triples
-from model.schema import ExtractorConfig, Triple
-from model.tokenize import Batch, Encoded, encode_windows, pad_windows
+from triplex.model.decode import RunEncoder, RunObjects, Spans, find_spans, to_triples
+from triplex.model.schema import ExtractorConfig, Triple
+from triplex.model.tokenize import Batch, Encoded, encode_windows, pad_windows
 
 T, P, R = TypeVar("T"), TypeVar("P"), TypeVar("R")
 

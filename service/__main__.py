@@ -1,4 +1,4 @@
-"""``python -m service``: the engine process, then the API in uvicorn; settings from ``TRIPLEX_*`` and flags.
+"""``python -m triplex.service``: the engine process, then the API in uvicorn; settings from ``TRIPLEX_*`` and flags.
 
 This is what the container runs; it imports neither PyTorch nor the training code.
 """
@@ -13,11 +13,10 @@ import tempfile
 from pathlib import Path
 
 import uvicorn
-
-from model.engine import ExportError, is_export
-from service.metrics import use_folder
-from service.settings import Settings
-from service.supervisor import EngineStartError, EngineSupervisor
+from triplex.model.engine import ExportError, is_export
+from triplex.service.metrics import use_folder
+from triplex.service.settings import Settings
+from triplex.service.supervisor import EngineStartError, EngineSupervisor
 
 
 def serve(argv: list[str] | None = None) -> int:
@@ -60,7 +59,7 @@ def serve(argv: list[str] | None = None) -> int:
         return 2
     try:
         uvicorn.run(
-            "service.app:create_app",
+            "triplex.service.app:create_app",
             factory=True,
             host=settings.host,
             port=settings.port,

@@ -19,13 +19,12 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from model.decode import Spans, to_triples
-from model.engine import check_export_folder
-from model.pipeline import merge_windows
-from model.schema import ExtractorConfig
-from model.tokenize import Encoded, encode_windows, load_tokenizer
-from service.api_models import (
+from triplex.model.decode import Spans, to_triples
+from triplex.model.engine import check_export_folder
+from triplex.model.pipeline import merge_windows
+from triplex.model.schema import ExtractorConfig
+from triplex.model.tokenize import Encoded, encode_windows, load_tokenizer
+from triplex.service.api_models import (
     ErrorResponse,
     ExtractRequest,
     ExtractResponse,
@@ -33,10 +32,10 @@ from service.api_models import (
     RelationOut,
     SchemaResponse,
 )
-from service.client import EngineClient, EngineError
-from service.metrics import CONTENT_TYPE_LATEST, Metrics, exposition
-from service.settings import Settings
-from service.supervisor import EngineSupervisor
+from triplex.service.client import EngineClient, EngineError
+from triplex.service.metrics import CONTENT_TYPE_LATEST, Metrics, exposition
+from triplex.service.settings import Settings
+from triplex.service.supervisor import EngineSupervisor
 
 DISCONNECT_POLL_S = 0.05
 SLICE_CHARACTERS = 8000  # a big request's texts are tokenized this much at a time

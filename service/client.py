@@ -12,10 +12,9 @@ import contextlib
 import itertools
 
 import numpy as np
-
-from model.decode import Spans
-from model.tokenize import Encoded
-from service import wire
+from triplex.model.decode import Spans
+from triplex.model.tokenize import Encoded
+from triplex.service import wire
 
 RECONNECT_S = 0.1
 

@@ -1,6 +1,6 @@
 """The one process that owns the accelerator: it forms the batches for every front end and runs them.
 
-    python -m service.engine_process SOCKET_PATH     (started by the supervisor; settings from TRIPLEX_*)
+    python -m triplex.service.engine_process SOCKET_PATH     (started by the supervisor; settings from TRIPLEX_*)
 
 Front ends send tokenized windows over a Unix socket (``service.wire``); this process queues them in
 the fair ``Scheduler``, pads batches, runs both graphs and the vectorised decode, and sends back each
@@ -26,16 +26,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-
-from model.decode import Spans
-from model.engine import Engine, ExportError
-from model.pipeline import pipelined
-from model.tokenize import Batch as PaddedBatch
-from model.tokenize import Encoded, pad_windows
-from service import wire
-from service.metrics import Metrics
-from service.scheduler import Request, Scheduler
-from service.settings import Settings
+from triplex.model.decode import Spans
+from triplex.model.engine import Engine, ExportError
+from triplex.model.pipeline import pipelined
+from triplex.model.tokenize import Batch as PaddedBatch
+from triplex.model.tokenize import Encoded, pad_windows
+from triplex.service import wire
+from triplex.service.metrics import Metrics
+from triplex.service.scheduler import Request, Scheduler
+from triplex.service.settings import Settings
 
 READY_LINE = "engine ready"
 OUT_OF_MEMORY = ("out of memory", "failed to allocate", "bad_alloc", "cudaErrorMemoryAllocation")

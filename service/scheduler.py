@@ -15,9 +15,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from model.decode import Spans
-from model.tokenize import Encoded
+from triplex.model.decode import Spans
+from triplex.model.tokenize import Encoded
 
 LOOKAHEAD = 4  # batches' worth of requests searched for windows of similar length
 

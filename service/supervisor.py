@@ -8,8 +8,8 @@ import sys
 import threading
 import time
 
-from service.engine_process import READY_LINE
-from service.metrics import mark_process_dead
+from triplex.service.engine_process import READY_LINE
+from triplex.service.metrics import mark_process_dead
 
 RESTART_PAUSE_S = 0.5
 
@@ -33,7 +33,7 @@ class EngineSupervisor:
 
     def launch(self) -> None:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.engine_process", self.socket_path],
+            [sys.executable, "-m", "triplex.service.engine_process", self.socket_path],
             stdin=subprocess.PIPE,  # the engine process lives while this pipe is open
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from model.export import export
-from training.data import Summary
-from training.demo import build_encoder
-from training.sample import RELATIONS, generate
-from training.settings import TrainSettings
-from training.train import train
+from triplex.model.export import export
+from triplex.training.data import Summary
+from triplex.training.demo import build_encoder
+from triplex.training.sample import RELATIONS, generate
+from triplex.training.settings import TrainSettings
+from triplex.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]  # the project
 SHARED = ROOT.parent / "shared"

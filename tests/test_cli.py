@@ -7,13 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from training.sample import generate, write_jsonl, write_schema
+from triplex.training.sample import generate, write_jsonl, write_schema
 
 from .conftest import ROOT
 
 
-def triplex(*args: str, module: tuple[str, ...] = ("-m", "training.cli")) -> subprocess.CompletedProcess:
+def triplex(*args: str, module: tuple[str, ...] = ("-m", "triplex.training.cli")) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, *module, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
@@ -94,7 +93,7 @@ def test_extract_prints_triples_with_offsets(cli_model: Path) -> None:
 def test_distributed_training_with_two_cpu_processes(
     sample_files: dict[str, Path], tiny_encoder: Path, tmp_path: Path
 ) -> None:
-    distributed = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "training.cli")
+    distributed = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "triplex.training.cli")
     args = train_args(sample_files, tiny_encoder, tmp_path, "--epochs", "2", "--device", "cpu")
     result = triplex(*args, module=distributed)
     assert result.returncode == 0, result.stderr[-3000:]

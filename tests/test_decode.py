@@ -1,9 +1,8 @@
 """Decoding pointer probabilities: span pairing, thresholds and reassembly of complex objects."""
 
 import numpy as np
-
-from model.decode import Spans, merge_slots, object_spans, subject_spans
-from model.schema import Entity, Relation, Thresholds, Triple
+from triplex.model.decode import Spans, merge_slots, object_spans, subject_spans
+from triplex.model.schema import Entity, Relation, Thresholds, Triple
 
 
 def spans_of(start: list[float], end: list[float], content: list[bool], thresholds: Thresholds) -> list[tuple]:

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from training.demo import build_demo
+from triplex.training.demo import build_demo
 
 
 def test_demo_model_extracts_unseen_sentences(tmp_path: Path) -> None:

@@ -8,17 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from model.engine import Engine, ExportError
-from model.export import export
-from model.network import load_extractor, save_extractor, torch_runners
-from model.pipeline import Extractor, ownerships, pipelined
-from model.schema import Entity, ExtractorConfig, Triple
-from model.tokenize import Encoded, encode_windows, load_tokenizer
-from training.data import Example, Summary
-from training.evaluate import score
-from training.sample import RELATIONS, generate
-from training.train import train
+from triplex.model.engine import Engine, ExportError
+from triplex.model.export import export
+from triplex.model.network import load_extractor, save_extractor, torch_runners
+from triplex.model.pipeline import Extractor, ownerships, pipelined
+from triplex.model.schema import Entity, ExtractorConfig, Triple
+from triplex.model.tokenize import Encoded, encode_windows, load_tokenizer
+from triplex.training.data import Example, Summary
+from triplex.training.evaluate import score
+from triplex.training.sample import RELATIONS, generate
+from triplex.training.train import train
 
 from .conftest import OVERFIT
 

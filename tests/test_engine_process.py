@@ -14,14 +14,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
-from model.engine import Engine
-from model.tokenize import Encoded, load_tokenizer
-from service.app import create_app
-from service.engine_process import EngineServer, Failure
-from service.metrics import Metrics
-from service.scheduler import Request, Scheduler
-from training.sample import generate
+from triplex.model.engine import Engine
+from triplex.model.tokenize import Encoded, load_tokenizer
+from triplex.service.app import create_app
+from triplex.service.engine_process import EngineServer, Failure
+from triplex.service.metrics import Metrics
+from triplex.service.scheduler import Request, Scheduler
+from triplex.training.sample import generate
 
 from .test_service import TEXTS, settings, with_client
 

@@ -4,14 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
-
-from training.cli import load_model
-from training.data import Summary, read_dataset, read_schema
-from training.demo import build_encoder
-from training.evaluate import score
-from training.sample import RELATIONS, generate
-from training.settings import TrainSettings
-from training.train import train
+from triplex.training.cli import load_model
+from triplex.training.data import Summary, read_dataset, read_schema
+from triplex.training.demo import build_encoder
+from triplex.training.evaluate import score
+from triplex.training.sample import RELATIONS, generate
+from triplex.training.settings import TrainSettings
+from triplex.training.train import train
 
 from .conftest import OVERFIT, shared_path
 

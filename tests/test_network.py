@@ -1,7 +1,6 @@
 import torch
 from transformers import BertConfig
-
-from model.network import ConditionalLayerNorm, PointerExtractor, load_encoder
+from triplex.model.network import ConditionalLayerNorm, PointerExtractor, load_encoder
 
 
 def tiny_model(num_relations: int = 3) -> PointerExtractor:
@@ -45,7 +44,7 @@ def test_each_subject_conditions_its_own_row() -> None:
 
 
 def test_pointer_loss_is_finite_when_probabilities_saturate() -> None:
-    from training.targets import pointer_bce
+    from triplex.training.targets import pointer_bce
 
     logits = torch.tensor([-200.0, -20.0, 0.0, 20.0, 200.0], requires_grad=True)
     for targets in (torch.zeros(5), torch.ones(5)):

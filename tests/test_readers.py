@@ -2,8 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from training.data import DataError, check_schema, derive_schema, read_dataset, read_schema
+from triplex.training.data import DataError, check_schema, derive_schema, read_dataset, read_schema
 
 
 def write(tmp_path: Path, name: str, content: str) -> Path:

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from service.app import create_app
-from service.settings import Settings
-from training.sample import generate
+from triplex.service.app import create_app
+from triplex.service.settings import Settings
+from triplex.training.sample import generate
 
 from .conftest import ROOT
 
@@ -179,7 +178,7 @@ def start_server(export: Path, *flags: str, **variables: str) -> tuple[subproces
     port = free_port()
     env = {**os.environ, "TRIPLEX_PROVIDER": "cpu", "TRIPLEX_THREADS": "1", "PYTHONPATH": str(ROOT), **variables}
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--model", str(export), "--port", str(port), *flags],
+        [sys.executable, "-m", "triplex.service", "--model", str(export), "--port", str(port), *flags],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -237,7 +236,7 @@ def test_two_workers_batch_together_and_match_the_cli(two_workers, trained: tupl
         [
             sys.executable,
             "-m",
-            "training.cli",
+            "triplex.training.cli",
             "extract",
             "--model",
             str(trained[1]),
@@ -265,7 +264,7 @@ def test_two_workers_batch_together_and_match_the_cli(two_workers, trained: tupl
 
 def test_a_provider_that_cannot_load_stops_the_start_with_one_line(trained: tuple[Path, Path]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "service", "--model", str(trained[1]), "--provider", "cuda", "--port", "1"],
+        [sys.executable, "-m", "triplex.service", "--model", str(trained[1]), "--provider", "cuda", "--port", "1"],
         capture_output=True,
         text=True,
         timeout=120,

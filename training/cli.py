@@ -14,10 +14,17 @@ import time
 from pathlib import Path
 
 from tqdm import tqdm
-
-from model.schema import CONFIG_FILE
-from training.data import FORMATS, DataError, check_schema, derive_schema, find_schema, read_dataset, read_schema
-from training.settings import TrainSettings
+from triplex.model.schema import CONFIG_FILE
+from triplex.training.data import (
+    FORMATS,
+    DataError,
+    check_schema,
+    derive_schema,
+    find_schema,
+    read_dataset,
+    read_schema,
+)
+from triplex.training.settings import TrainSettings
 
 STREAM_CHUNK = 1024  # texts handed to the engine at a time by extract --input
 
@@ -47,27 +54,13 @@ def check_model_dir(path: str) -> Path:
 
 
 def load_model(path: str, device: str, batch_size: int = 32):
-    """An ``Extractor`` over an export folder (ONNX Runtime) or a training checkpoint (PyTorch)."""
-    from model.engine import Engine, ExportError, is_export
+    """The ``Extractor`` of ``triplex.load``: an export folder (ONNX Runtime) or a checkpoint (PyTorch)."""
+    import triplex
 
-    if is_export(path):
-        try:
-            return Engine(path, provider=device, batch_size=batch_size).extractor
-        except ExportError as error:
-            raise CliError(str(error)) from None
-
-    import torch
-
-    from model.network import load_extractor, torch_runners
-    from model.pipeline import Extractor
-    from model.tokenize import load_tokenizer
-
-    directory = check_model_dir(path)
-    model, config = load_extractor(directory)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    runners = torch_runners(model.to(device))
-    return Extractor(load_tokenizer(directory), config, *runners, batch_size, overlap=device.startswith("cuda"))
+    try:
+        return triplex.load(path, provider=device, batch_size=batch_size).extractor
+    except triplex.ModelError as error:
+        raise CliError(str(error)) from None
 
 
 def command_train(args: argparse.Namespace) -> None:
@@ -84,7 +77,7 @@ def command_train(args: argparse.Namespace) -> None:
     if not any(example.triples for example in train_examples):
         raise CliError(f"{args.train}: no triple could be placed in its text; nothing to learn from")
 
-    from training.train import train
+    from triplex.training.train import train
 
     settings = TrainSettings(
         epochs=args.epochs,
@@ -108,7 +101,7 @@ def command_train(args: argparse.Namespace) -> None:
 
 
 def command_evaluate(args: argparse.Namespace) -> None:
-    from training.evaluate import score, write_errors
+    from triplex.training.evaluate import score, write_errors
 
     extractor = load_model(args.model, args.device, args.batch_size)
     examples, _, format, summary = read_dataset(args.data, args.format)
@@ -175,7 +168,7 @@ def read_texts(path: Path) -> list[str]:
 
 def command_export(args: argparse.Namespace) -> None:
     check_model_dir(args.model)
-    from model.export import export
+    from triplex.model.export import export
 
     check_texts = [example.text for example in read_dataset(args.check_data)[0]] if args.check_data else None
     try:
@@ -258,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:  # the service parses its own flags and needs no training code
-        from service.__main__ import serve
+        from triplex.service.__main__ import serve
 
         return serve(argv[1:])
     args = build_parser().parse_args(argv)

@@ -19,7 +19,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from model.schema import VALUE_SLOT, Entity, Relation, Triple, relation_label
+from triplex.model.schema import VALUE_SLOT, Entity, Relation, Triple, relation_label
 
 FORMATS = ("duie1", "duie2", "casrel", "conll04", "jsonl")
 SCHEMA_FILES = ("all_50_schemas", "duie_schema.json", "rel2id.json", "schema.jsonl", "conll04_types.json")

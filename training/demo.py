@@ -1,6 +1,6 @@
 """Build the demo model with no download: a small BERT trained from scratch on generated sentences.
 
-    python -m training.demo --output demo
+    python -m triplex.training.demo --output demo
 
 Writes demo/encoder (the blank encoder and its WordPiece vocabulary), demo/data (train/dev JSONL and
 schema), demo/checkpoint, demo/export (fp32 ONNX) and demo/fresh_metrics.json: the F1 on sentences
@@ -18,9 +18,8 @@ from pathlib import Path
 from tokenizers import BertWordPieceTokenizer
 from tokenizers.processors import BertProcessing
 from transformers import BertConfig, BertModel
-
-from training.data import Summary
-from training.sample import RELATIONS, generate, write_jsonl, write_schema
+from triplex.training.data import Summary
+from triplex.training.sample import RELATIONS, generate, write_jsonl, write_schema
 
 
 def build_encoder(
@@ -57,11 +56,11 @@ def build_encoder(
 
 
 def build_demo(output: Path, sentences: int = 3000, epochs: int = 6, log=print) -> dict:
-    from model.export import export
-    from training.cli import load_model
-    from training.evaluate import score
-    from training.settings import TrainSettings
-    from training.train import train
+    from triplex.model.export import export
+    from triplex.training.cli import load_model
+    from triplex.training.evaluate import score
+    from triplex.training.settings import TrainSettings
+    from triplex.training.train import train
 
     started = time.perf_counter()
     train_examples, dev_examples = generate(sentences, seed=1), generate(200, seed=2)

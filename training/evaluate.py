@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from model.schema import Triple
+from triplex.model.schema import Triple
 
 
 def ratios(correct: int, predicted: int, gold: int) -> dict[str, float]:

@@ -11,8 +11,8 @@ import json
 import random
 from pathlib import Path
 
-from model.schema import Entity, Relation, Triple
-from training.data import Example
+from triplex.model.schema import Entity, Relation, Triple
+from triplex.training.data import Example
 
 PEOPLE = [
     "Alice Moreau",

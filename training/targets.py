@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from model.schema import Triple, relation_label
-from model.tokenize import Encoded, pad
-from training.data import Example, Summary
+from triplex.model.schema import Triple, relation_label
+from triplex.model.tokenize import Encoded, pad
+from triplex.training.data import Example, Summary
 
 Span = tuple[int, int]
 

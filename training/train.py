@@ -16,15 +16,21 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 from transformers import AutoTokenizer
-
-from model.network import OBJECT_POWER, SUBJECT_POWER, PointerExtractor, load_encoder, save_extractor, torch_runners
-from model.pipeline import Extractor
-from model.schema import ExtractorConfig, Relation
-from model.tokenize import TOKENIZER_FILE, encode, split_cjk_characters
-from training.data import Example, Summary
-from training.evaluate import score
-from training.settings import TrainSettings
-from training.targets import collate, length_batches, make_features, pointer_loss
+from triplex.model.network import (
+    OBJECT_POWER,
+    SUBJECT_POWER,
+    PointerExtractor,
+    load_encoder,
+    save_extractor,
+    torch_runners,
+)
+from triplex.model.pipeline import Extractor
+from triplex.model.schema import ExtractorConfig, Relation
+from triplex.model.tokenize import TOKENIZER_FILE, encode, split_cjk_characters
+from triplex.training.data import Example, Summary
+from triplex.training.evaluate import score
+from triplex.training.settings import TrainSettings
+from triplex.training.targets import collate, length_batches, make_features, pointer_loss
 
 STATE_FILE = "training_state.pt"
 LOG_FILE = "training_log.jsonl"
