@@ -18,6 +18,7 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 from common import machine, merge_results, rate
+
 from triplex.model.engine import Engine, is_export
 from triplex.model.export import export
 from triplex.model.network import load_extractor, torch_runners

@@ -31,6 +31,7 @@ from pathlib import Path  # noqa: E402
 
 import orjson  # noqa: E402
 from common import ROOT, machine, merge_results  # noqa: E402
+
 from triplex.model.decode import find_spans, to_triples  # noqa: E402
 from triplex.model.engine import Engine  # noqa: E402
 from triplex.model.pipeline import merge_windows  # noqa: E402
@@ -122,6 +123,7 @@ def measure(engine: Engine, texts: list[str], repeats: int) -> dict:
 def large_schema(checkpoint: Path, relations: int, folder: Path) -> Path:
     """The checkpoint's encoder with a random object head of ``relations`` relations, exported (fp32)."""
     from torch import nn
+
     from triplex.model.export import export
     from triplex.model.network import load_extractor, save_extractor
 

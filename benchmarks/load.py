@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import uvloop
 from common import ROOT, machine, merge_results
+
 from triplex.model.engine import Engine
 
 LEVELS = (1, 32)

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from common import machine, merge_results
+
 from triplex.model.engine import Engine, is_export
 from triplex.model.export import export
 from triplex.model.network import load_extractor, torch_runners

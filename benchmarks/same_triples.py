@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 from common import ROOT, machine, merge_results
 from load import free_port, start_server
+
 from triplex.training.cli import as_json, load_model
 
 DEV = {

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from common import ROOT, machine, merge_results
+
 from triplex.training.data import Summary, read_dataset, read_schema
 from triplex.training.settings import TrainSettings
 from triplex.training.train import LOG_FILE, train

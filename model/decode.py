@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from triplex.model.schema import VALUE_SLOT, Entity, ExtractorConfig, Relation, Thresholds, Triple
 from triplex.model.tokenize import Batch, Encoded
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
 from triplex.model.pipeline import Extraction, Extractor
 from triplex.model.schema import CONFIG_FILE, ENCODER_FILE, OBJECTS_FILE, ExtractorConfig
 from triplex.model.tokenize import TOKENIZER_FILE, load_tokenizer

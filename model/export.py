@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+
 from triplex.model.network import EncoderGraph, ObjectsGraph, PointerExtractor, load_extractor
 from triplex.model.schema import ENCODER_FILE, OBJECTS_FILE, ExportInfo
 from triplex.model.tokenize import TOKENIZER_FILE

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import logging as transformers_logging
+
 from triplex.model.schema import ExtractorConfig
 
 WEIGHTS_FILE = "model.safetensors"

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from tokenizers import Tokenizer
-from tqdm import tqdm
+
 from triplex.model.decode import RunEncoder, RunObjects, Spans, find_spans, to_triples
+from triplex.model.progress import progress as progress_bar
 from triplex.model.schema import ExtractorConfig, Triple
 from triplex.model.tokenize import Batch, Encoded, encode_windows, pad_windows
 
@@ -154,7 +155,7 @@ class Extractor:
                 found[index][position] = triples
             bar.update(len(batch))
 
-        with tqdm(total=len(flat), desc="extract", unit="window", disable=not progress, leave=False) as bar:
+        with progress_bar(len(flat), "extract", "window", enabled=progress, leave=False) as bar:
             prepare = lambda batch: pad_windows([item[2] for item in batch])  # noqa: E731
             pipelined(batches, prepare, self.find_spans, finish, self.overlap)
         return [

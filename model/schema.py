@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from triplex.model.card import CARD_FILE, model_card
+
 VALUE_SLOT = "@value"
 CONFIG_FILE = "extractor.json"
 ENCODER_FILE, OBJECTS_FILE = "encoder.onnx", "objects.onnx"  # the two graphs of an export folder
@@ -112,6 +114,9 @@ class ExtractorConfig:
     split_cjk: bool = True
     window_stride: int = 64  # tokens shared by consecutive windows of a long text; training sets max_length // 4
     export: ExportInfo | None = None
+    examples: list[str] = field(default_factory=list)  # dev sentences the web page offers to try
+    # how it was trained: encoder, data files with their sha256, settings, dev metrics per epoch (the model card)
+    training: dict = field(default_factory=dict)
 
     @cached_property
     def labels(self) -> list[str]:
@@ -132,7 +137,9 @@ class ExtractorConfig:
         return any(relation.slot != VALUE_SLOT for relation in self.relations)
 
     def save(self, directory: Path) -> None:
+        """``extractor.json`` and the model card (``README.md``) that states the same facts for people."""
         (Path(directory) / CONFIG_FILE).write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2))
+        (Path(directory) / CARD_FILE).write_text(model_card(self))
 
     @classmethod
     def load(cls, directory: Path) -> ExtractorConfig:
@@ -144,4 +151,6 @@ class ExtractorConfig:
             split_cjk=raw["split_cjk"],
             window_stride=raw.get("window_stride", 64),
             export=ExportInfo(**raw["export"]) if raw.get("export") else None,
+            examples=raw.get("examples", []),
+            training=raw.get("training", {}),
         )

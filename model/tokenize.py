@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -55,6 +56,18 @@ def split_cjk_characters(tokenizer: Tokenizer) -> Tokenizer:
     split = {"type": "Split", "pattern": {"Regex": CJK_PATTERN}, "behavior": "Isolated", "invert": False}
     spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [split, pre]}
     return Tokenizer.from_str(json.dumps(spec))
+
+
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(text: str) -> str | None:
+    """Why ``text`` cannot be tokenized, or None: half of a UTF-16 pair (JSON's escaped "\\ud800", or bytes
+    that were not UTF-8 on a command line) is not a character."""
+    found = SURROGATE.search(text)
+    if found is None:
+        return None
+    return f"holds a lone UTF-16 surrogate at character {found.start()} (half of a pair, or bytes that were not UTF-8)"
 
 
 def load_tokenizer(directory: Path) -> Tokenizer:

@@ -13,9 +13,11 @@ import tempfile
 from pathlib import Path
 
 import uvicorn
-from triplex.model.engine import ExportError, is_export
+
+from triplex.model.engine import ExportError, check_export_folder
+from triplex.service.logs import configure
 from triplex.service.metrics import use_folder
-from triplex.service.settings import Settings
+from triplex.service.settings import Settings, SettingsError
 from triplex.service.supervisor import EngineStartError, EngineSupervisor
 
 
@@ -33,16 +35,12 @@ def serve(argv: list[str] | None = None) -> int:
         if value is not None:
             os.environ[f"TRIPLEX_{'MODEL_DIR' if name == 'model' else name.upper()}"] = str(value)
     try:
-        settings = Settings()
-    except ValueError as error:
-        print(f"triplex: error: bad setting: {str(error).splitlines()[0]}", file=sys.stderr)
-        return 2
-    if not is_export(settings.model_dir):
-        error = ExportError(
-            f"'{settings.model_dir}' is not an export folder; run 'triplex export' or set TRIPLEX_MODEL_DIR"
-        )
+        settings = Settings.read()
+        check_export_folder(Path(settings.model_dir))
+    except (SettingsError, ExportError) as error:
         print(f"triplex: error: {error}", file=sys.stderr)
         return 2
+    logging = configure(settings.log_format)
     # One engine process owns the accelerator and forms the batches; the uvicorn workers feed it.
     # Every process writes its metrics into one folder, which /metrics sums.
     work = tempfile.mkdtemp(prefix="triplex-")
@@ -66,6 +64,7 @@ def serve(argv: list[str] | None = None) -> int:
             workers=settings.workers,
             timeout_graceful_shutdown=int(settings.request_timeout_s) + 1,
             log_level="info",
+            log_config=logging,
             access_log=settings.access_log,
         )
     finally:  # the workers have drained through the engine; now it can go

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SURROGATE = re.compile("[\ud800-\udfff]")
+from triplex.model.tokenize import lone_surrogate
 
 
 class ExtractRequest(BaseModel):
@@ -22,8 +20,9 @@ class ExtractRequest(BaseModel):
     def no_lone_surrogates(cls, value: str | list[str] | None) -> str | list[str] | None:
         # JSON may escape half of a UTF-16 pair ("\ud800"); such a string is not text and cannot be tokenized
         for text in [value] if isinstance(value, str) else value or []:
-            if SURROGATE.search(text):
-                raise ValueError("contains a lone UTF-16 surrogate (an escaped \\uD800-\\uDFFF without its pair)")
+            problem = lone_surrogate(text)
+            if problem:
+                raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -83,14 +82,21 @@ class SchemaResponse(BaseModel):
     predicates: list[str]
     entity_types: list[str]
     relations: list[RelationOut]
+    examples: list[str] = Field(description="sentences from the model's dev data, to try it with")
 
 
 class ModelResponse(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     name: str
+    version: str = Field(description="the triplex version serving it")
     precision: str
     provider: str
     max_length: int
     window_stride: int
     fusions: dict[str, int]
+    thresholds: dict[str, float] = Field(description="start and end pointer thresholds")
+    export: dict | None = Field(description="how it was exported: precision, parity against PyTorch")
+    training: dict = Field(
+        description="how it was trained: encoder, data files with sha256, settings, dev metrics per epoch"
+    )

@@ -10,15 +10,22 @@ import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
+import fastapi_offline
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from triplex import __version__
 from triplex.model.decode import Spans, to_triples
 from triplex.model.engine import check_export_folder
 from triplex.model.pipeline import merge_windows
@@ -40,7 +47,10 @@ from triplex.service.supervisor import EngineSupervisor
 DISCONNECT_POLL_S = 0.05
 SLICE_CHARACTERS = 8000  # a big request's texts are tokenized this much at a time
 SLICE_WINDOWS = 64  # and decoded this many windows at a time
-ERRORS = {status: {"model": ErrorResponse} for status in (401, 413, 422, 429, 500, 503, 504)}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 413, 415, 422, 429, 500, 503, 504)}
+STATIC = Path(__file__).parent / "static"  # the web page at /
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI and ReDoc, served from here, no CDN
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
 
 
 class ApiError(Exception):
@@ -79,6 +89,102 @@ class CountRequests:
             path = route.path if route is not None else "unmatched"
             self.metrics.requests.labels(path, str(status)).inc()
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+
+
+class Gate:
+    """What a ``/v1`` request passes before any of it is parsed: the API key first, then, for a body, a
+    JSON content type and the byte limit (from Content-Length, or counted while it streams in; a body
+    over the limit is refused without being read whole). A plain ASGI middleware, like ``CountRequests``."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+        key = settings.api_key
+        self.key = key.get_secret_value().encode() if key is not None else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        refusal = self.refusal(scope["method"], headers)
+        if refusal is None and scope["method"] == "POST":
+            body, refusal = await self.read_body(receive)
+            if body is None and refusal is None:
+                return  # the client went away while sending
+            receive = replay(body, receive)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def refusal(self, method: str, headers: Headers) -> JSONResponse | None:
+        if self.key is not None:
+            scheme, _, token = headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), self.key):
+                message = "missing or wrong API key; send the header 'Authorization: Bearer <key>'"
+                return error_response(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
+        if method != "POST":
+            return None
+        content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if content_type != "application/json" and not content_type.endswith("+json"):
+            message = f"the body is {content_type or 'of no type'}; send JSON with 'Content-Type: application/json'"
+            return error_response(415, "unsupported_media_type", message)
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.settings.max_body_bytes:
+            return self.too_large()
+        return None
+
+    def too_large(self) -> JSONResponse:
+        limit = self.settings.max_body_bytes
+        message = f"the body is larger than {limit} bytes; send fewer texts at a time or raise TRIPLEX_MAX_BODY_BYTES"
+        return error_response(413, "body_too_large", message)
+
+    async def read_body(self, receive: Receive) -> tuple[bytes | None, JSONResponse | None]:
+        parts, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None, None
+            parts.append(message.get("body", b""))
+            size += len(parts[-1])
+            if size > self.settings.max_body_bytes:
+                return None, self.too_large()
+            if not message.get("more_body", False):
+                return b"".join(parts), None
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body already read, then listens to the client again."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
+def body_error_message(error: BaseException | None) -> str:
+    """What was wrong with a body that could not be parsed, in words."""
+    if isinstance(error, UnicodeDecodeError):
+        return f"the body is not valid UTF-8 (byte {error.start}); send JSON encoded as UTF-8"
+    if isinstance(error, RecursionError):
+        return "the body's JSON is nested too deeply to be a request"
+    return "the body could not be read as JSON; send a JSON object encoded as UTF-8"
+
+
+def with_bearer_scheme(schema: dict, required: bool) -> dict:
+    """Declare the API key as a bearer scheme (``/docs`` shows an Authorize button); optional when none is set."""
+    description = "the server's TRIPLEX_API_KEY" + ("" if required else " (this server sets none)")
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": description,
+    }
+    for path, operations in schema["paths"].items():
+        if path.startswith("/v1/"):
+            for operation in operations.values():
+                operation["security"] = [{"bearer": []}] if required else [{"bearer": []}, {}]
+    return schema
 
 
 @dataclass
@@ -160,9 +266,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="triplex",
-        version="0.1.0",
+        version=__version__,
         description="Relational triple extraction: POST text, get (subject, predicate, object) triples.",
         lifespan=lifespan,
+        docs_url=None,  # below, with assets from an installed package instead of a CDN
+        redoc_url=None,
         # Metrics are Prometheus's (below). FastAPI's OpenTelemetry probe reads environment variables
         # on every request: 4% of a front end's time under load (py-spy).
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -176,9 +284,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0] if error.errors() else {"msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            reason = first.get("ctx", {}).get("error", "not JSON")
+            return error_response(
+                400, "invalid_json", f"the body is not valid JSON: {reason} at character {first['loc'][-1]}"
+            )
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
         message = f"{where}: {first['msg']}" if where else first["msg"]
         return error_response(422, "invalid_request", message)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        if error.status_code == 404:
+            message = f"no such path: {request.url.path}; the API is under /v1 (see /docs)"
+        elif error.status_code == 405:
+            allowed = (error.headers or {}).get("Allow", "another method")
+            message = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+        elif error.status_code == 400:
+            return error_response(400, "invalid_json", body_error_message(error.__cause__))
+        else:
+            message = str(error.detail)
+        return error_response(
+            error.status_code, HTTP_CODES.get(error.status_code, "http_error"), message, error.headers
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -186,22 +314,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             500, "internal_error", f"unexpected {type(error).__name__}; the request was not completed"
         )
 
+    app.add_middleware(Gate, settings=settings)
     app.add_middleware(CountRequests, metrics=service.metrics)
-
-    async def authorized(request: Request) -> None:  # async: a sync dependency costs a thread hop
-        key = settings.api_key
-        if key is None:
-            return
-        given = request.headers.get("authorization", "")
-        if not secrets.compare_digest(given.encode(), f"Bearer {key.get_secret_value()}".encode()):
-            raise ApiError(401, "unauthorized", "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
+    openapi = app.openapi
+    app.openapi = lambda: with_bearer_scheme(openapi(), required=settings.api_key is not None)
 
     async def running() -> Service:
         if not service.ready:
             raise ApiError(503, "not_ready", "the engine is loading or restarting; retry shortly", {"Retry-After": "1"})
         return service
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses=ERRORS)
+    v1 = APIRouter(prefix="/v1", responses=ERRORS)  # the API key is checked by ``Gate``
 
     @v1.post("/extract", response_model=ExtractResponse)
     async def extract(
@@ -236,6 +359,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             predicates=sorted({r.predicate for r in relations}),
             entity_types=sorted({t for r in relations for t in (r.subject_type, r.object_type) if t}),
             relations=[RelationOut(**vars(r)) for r in relations],
+            examples=current.config.examples,
         )
 
     @v1.get("/model", response_model=ModelResponse)
@@ -243,11 +367,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         config = current.config
         return ModelResponse(
             name=Path(settings.model_dir).resolve().name,
+            version=__version__,
             precision=current.client.info["precision"],
             provider=current.client.info["provider"],
             max_length=config.max_length,
             window_stride=config.window_stride,
             fusions=config.export.fusions if config.export else {},
+            thresholds=vars(config.thresholds),
+            export=asdict(config.export) if config.export else None,
+            training=config.training,
         )
 
     app.include_router(v1)
@@ -260,6 +388,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def ready() -> dict[str, str]:
         await running()
         return {"status": "ready"}
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="triplex API",
+            swagger_js_url="/assets/docs/swagger-ui-bundle.js",
+            swagger_css_url="/assets/docs/swagger-ui.css",
+            swagger_favicon_url="/assets/docs/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url,
+            title="triplex API",
+            redoc_js_url="/assets/docs/redoc.standalone.js",
+            redoc_favicon_url="/assets/docs/favicon.png",
+            with_google_fonts=False,
+        )
+
+    app.mount("/assets/docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+    app.mount("/assets", StaticFiles(directory=STATIC), name="assets")
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

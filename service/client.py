@@ -12,6 +12,7 @@ import contextlib
 import itertools
 
 import numpy as np
+
 from triplex.model.decode import Spans
 from triplex.model.tokenize import Encoded
 from triplex.service import wire

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
 from triplex.model.decode import Spans
 from triplex.model.engine import Engine, ExportError
 from triplex.model.pipeline import pipelined

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from triplex.model.decode import Spans
 from triplex.model.tokenize import Encoded
 

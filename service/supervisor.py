@@ -9,6 +9,7 @@ import threading
 import time
 
 from triplex.service.engine_process import READY_LINE
+from triplex.service.logs import logger
 from triplex.service.metrics import mark_process_dead
 
 RESTART_PAUSE_S = 0.5
@@ -60,7 +61,7 @@ class EngineSupervisor:
             mark_process_dead(process.pid)  # its queue-depth gauge no longer counts
             if self.stopping:
                 return
-            print(f"triplex: the engine process exited ({process.returncode}); starting it again", file=sys.stderr)
+            logger.error("the engine process exited (%s); starting it again", process.returncode)
             while not self.stopping:
                 time.sleep(RESTART_PAUSE_S)
                 try:
@@ -68,7 +69,7 @@ class EngineSupervisor:
                     self.restarts += 1
                     break
                 except EngineStartError as error:
-                    print(f"triplex: the engine process failed to start: {error}", file=sys.stderr)
+                    logger.error("the engine process failed to start: %s", error)
 
     @property
     def pid(self) -> int | None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from triplex.model.export import export
 from triplex.training.data import Summary
 from triplex.training.demo import build_encoder

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from triplex.training.sample import generate, write_jsonl, write_schema
 
 from .conftest import ROOT

@@ -1,6 +1,7 @@
 """Decoding pointer probabilities: span pairing, thresholds and reassembly of complex objects."""
 
 import numpy as np
+
 from triplex.model.decode import Spans, merge_slots, object_spans, subject_spans
 from triplex.model.schema import Entity, Relation, Thresholds, Triple
 

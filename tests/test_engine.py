@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from triplex.model.engine import Engine, ExportError
 from triplex.model.export import export
 from triplex.model.network import load_extractor, save_extractor, torch_runners

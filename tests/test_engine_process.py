@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+
 from triplex.model.engine import Engine
 from triplex.model.tokenize import Encoded, load_tokenizer
 from triplex.service.app import create_app

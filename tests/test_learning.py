@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from triplex.training.cli import load_model
 from triplex.training.data import Summary, read_dataset, read_schema
 from triplex.training.demo import build_encoder

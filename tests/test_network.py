@@ -1,5 +1,6 @@
 import torch
 from transformers import BertConfig
+
 from triplex.model.network import ConditionalLayerNorm, PointerExtractor, load_encoder
 
 

@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from triplex.training.data import DataError, check_schema, derive_schema, read_dataset, read_schema
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from triplex.service.app import create_app
 from triplex.service.settings import Settings
 from triplex.training.sample import generate

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from tokenizers import Tokenizer
+
 from triplex.model.tokenize import encode, encode_windows, pad, split_cjk_characters
 
 from .conftest import shared_path

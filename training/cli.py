@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
+from triplex import ModelError, __version__
+from triplex.model.engine import is_export
+from triplex.model.progress import progress
+from triplex.model.progress import settings as progress_settings
 from triplex.model.schema import CONFIG_FILE
+from triplex.model.tokenize import lone_surrogate
 from triplex.training.data import (
     FORMATS,
     DataError,
@@ -23,8 +28,9 @@ from triplex.training.data import (
     find_schema,
     read_dataset,
     read_schema,
+    with_types_from,
 )
-from triplex.training.settings import TrainSettings
+from triplex.training.settings import STATE_FILE, TrainSettings
 
 STREAM_CHUNK = 1024  # texts handed to the engine at a time by extract --input
 
@@ -34,23 +40,86 @@ class CliError(Exception):
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    if not progress_settings["quiet"]:
+        print(message, file=sys.stderr, flush=True)
+
+
+def looks_local(name: str) -> bool:
+    """A name that reads as a path is never sent to the Hugging Face hub (whose retries take half a minute):
+    it starts with . / or ~, has more than one /, or its first part is a folder here."""
+    first = name.split("/")[0]
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists() or Path(first).is_dir()
 
 
 def check_encoder(name: str) -> None:
-    looks_like_path = name.startswith((".", "/", "~")) or Path(name).exists() or name.count("/") > 1
-    if looks_like_path and not (Path(name).expanduser() / "config.json").is_file():
+    """An encoder folder must hold a readable config.json; a hub id is left to transformers."""
+    if not looks_local(name):
+        return
+    config = Path(name).expanduser() / "config.json"
+    if not config.is_file():
         raise CliError(
             f"encoder '{name}' is not a model folder (no config.json there); "
             "give a Hugging Face model id or a folder holding config.json, weights and tokenizer files"
         )
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CliError(
+            f"{config}: not valid JSON ({str(error).splitlines()[0]}); restore the encoder's files"
+        ) from None
 
 
 def check_model_dir(path: str) -> Path:
     directory = Path(path)
+    if is_export(directory):
+        raise CliError(f"'{path}' is an export folder; export from the trained model folder that 'triplex train' wrote")
     if not (directory / CONFIG_FILE).is_file():
         raise CliError(f"'{path}' is not a trained model folder (no {CONFIG_FILE}); train one with 'triplex train'")
     return directory
+
+
+def check_output_folder(path: str, overwrite: bool = True) -> Path:
+    """A folder to write into: its parent must exist; with ``overwrite`` False it must be empty."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise CliError(f"--output '{path}' is a file, not a folder; give a folder path")
+    if not folder.parent.is_dir():
+        raise CliError(f"--output '{path}': the folder '{folder.parent}' does not exist; create it first")
+    if not overwrite and folder.is_dir() and any(folder.iterdir()):
+        raise CliError(
+            f"--output '{path}' is not empty; pass --overwrite to replace what is there, or --resume to continue"
+        )
+    return folder
+
+
+def check_output_file(path: str | None, flag: str = "--output") -> None:
+    if path is None or path == "-":
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise CliError(f"{flag} '{path}' is a folder; give a file path")
+    if not target.parent.is_dir():
+        raise CliError(f"{flag} '{path}': the folder '{target.parent}' does not exist; create it first")
+
+
+def check_encoder_loads(name: str) -> None:
+    """Read the encoder's config before any training work: a broken or unknown one ends here in one line."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name)
+    except (OSError, ValueError, KeyError) as error:
+        raise CliError(f"cannot load encoder '{name}': {str(error).strip().splitlines()[0]}") from None
+
+
+def check_device(device: str) -> None:
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise CliError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CliError(f"--device {device}: PyTorch sees no CUDA GPU here; use --device cpu (or auto)")
 
 
 def load_model(path: str, device: str, batch_size: int = 32):
@@ -64,18 +133,26 @@ def load_model(path: str, device: str, batch_size: int = 32):
 
 
 def command_train(args: argparse.Namespace) -> None:
+    if args.epochs < 1:
+        raise CliError(f"--epochs {args.epochs}: train for at least 1 epoch")
+    output = check_output_folder(args.output, overwrite=args.overwrite or args.resume)
+    if args.resume and not (output / STATE_FILE).is_file():
+        raise CliError(f"--resume: '{args.output}' holds no training state ({STATE_FILE}); train without --resume")
     check_encoder(args.encoder)
     train_examples, raw_triples, format, summary = read_dataset(args.train, args.format)
     dev_examples, _, _, dev_summary = read_dataset(args.dev, args.format or format)
     log(f"read {args.train} as {format}: {summary.line()}")
     log(f"read {args.dev}: {dev_summary.line()}")
     schema = Path(args.schema) if args.schema else find_schema(Path(args.train))
-    relations = read_schema(schema) if schema else derive_schema(raw_triples)
+    derived = derive_schema(raw_triples)
+    relations = with_types_from(read_schema(schema), derived) if schema else derived
     log(f"schema: {len(relations)} relations from {schema or 'the training data'}")
     check_schema(relations, train_examples, Path(args.train))
     check_schema(relations, dev_examples, Path(args.dev))
     if not any(example.triples for example in train_examples):
         raise CliError(f"{args.train}: no triple could be placed in its text; nothing to learn from")
+    check_device(args.device)
+    check_encoder_loads(args.encoder)
 
     from triplex.training.train import train
 
@@ -92,19 +169,43 @@ def command_train(args: argparse.Namespace) -> None:
         accumulate=args.accumulate,
         resume=args.resume,
     )
+    files = [fingerprint(role, path) for role, path in (("train", args.train), ("dev", args.dev), ("schema", schema))]
     try:
-        best = train(train_examples, dev_examples, relations, args.encoder, Path(args.output), settings, summary, log)
-    except OSError as error:
+        best = train(
+            train_examples,
+            dev_examples,
+            relations,
+            args.encoder,
+            output,
+            settings,
+            summary,
+            log,
+            [f for f in files if f],
+        )
+    except OSError as error:  # transformers' way of saying the weights cannot be loaded
         raise CliError(f"cannot load encoder '{args.encoder}': {str(error).splitlines()[0]}") from None
     figures = f"best dev F1 {best['f1']:.4f} (partial {best['partial_f1']:.4f}) at epoch {best['epoch']}"
     log(f"{figures}; saved in {args.output}")
 
 
+def fingerprint(role: str, path: str | Path | None) -> dict | None:
+    """A data file as the model card names it: its role, path and sha256."""
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"role": role, "path": str(path), "sha256": digest.hexdigest()}
+
+
 def command_evaluate(args: argparse.Namespace) -> None:
     from triplex.training.evaluate import score, write_errors
 
-    extractor = load_model(args.model, args.device, args.batch_size)
+    check_output_file(args.metrics_out, "--metrics-out")
+    check_output_file(args.errors, "--errors")
     examples, _, format, summary = read_dataset(args.data, args.format)
+    extractor = load_model(args.model, args.device, args.batch_size)
     log(f"read {args.data} as {format}: {summary.line()}")
     check_schema(extractor.config.relations, examples, Path(args.data))
     started = time.perf_counter()
@@ -118,7 +219,7 @@ def command_evaluate(args: argparse.Namespace) -> None:
     )
     for predicate, figures in metrics["per_predicate"].items():
         ratios = " ".join(f"{name} {figures[key]:.4f}" for name, key in zip("PRF", ("precision", "recall", "f1")))
-        print(f"  {predicate:40s} {ratios} gold {figures['gold']}")
+        print(f"  {predicate:40s} {ratios}  gold {figures['gold']}  predicted {figures['predicted']}")
     if args.metrics_out:
         Path(args.metrics_out).write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
     if args.errors:
@@ -127,52 +228,79 @@ def command_evaluate(args: argparse.Namespace) -> None:
 
 
 def command_extract(args: argparse.Namespace) -> None:
+    check_output_file(args.output)
+    if args.text is not None:
+        problem = lone_surrogate(args.text)
+        if problem:
+            raise CliError(f"--text {problem}")
+        records = [{"text": args.text}]
+    else:
+        records = read_records(args.input)
+        if not records:
+            log(f"warning: {args.input} holds no texts; nothing to extract")
     extractor = load_model(args.model, args.device, args.batch_size)
     if args.text is not None:
         found = extractor.extract([args.text])[0]
-        print(json.dumps(as_json(args.text, found), ensure_ascii=False, indent=2))
+        print(json.dumps(as_json(records[0], found), ensure_ascii=False, indent=2))
         return
-    texts = read_texts(Path(args.input))
-    target = open(args.output, "w", encoding="utf-8") if args.output else contextlib.nullcontext(sys.stdout)  # noqa: SIM115
-    with target as output, tqdm(total=len(texts), desc="extract", unit="text", disable=not args.output) as bar:
-        for begin in range(0, len(texts), STREAM_CHUNK):
-            chunk = texts[begin : begin + STREAM_CHUNK]
-            for text, found in zip(chunk, extractor.extract(chunk)):
-                output.write(json.dumps(as_json(text, found), ensure_ascii=False) + "\n")
+    to_file = args.output not in (None, "-")
+    target = open(args.output, "w", encoding="utf-8") if to_file else contextlib.nullcontext(sys.stdout)  # noqa: SIM115
+    with target as output, progress(len(records), "extract", "text", enabled=to_file) as bar:
+        for begin in range(0, len(records), STREAM_CHUNK):
+            chunk = records[begin : begin + STREAM_CHUNK]
+            for record, found in zip(chunk, extractor.extract([record["text"] for record in chunk])):
+                output.write(json.dumps(as_json(record, found), ensure_ascii=False) + "\n")
             bar.update(len(chunk))
 
 
-def as_json(text: str, found) -> dict:
-    return {"text": text, "triples": [triple.to_dict() for triple in found.triples], "windows": found.windows}
+def as_json(record: dict, found) -> dict:
+    """The input record with every field it had (id, metadata), and its triples."""
+    return record | {"triples": [triple.to_dict() for triple in found.triples], "windows": found.windows}
 
 
-def read_texts(path: Path) -> list[str]:
-    """Texts from JSON lines: ``{"text": ...}`` objects or bare JSON strings."""
-    if not path.is_file():
-        raise CliError(f"{path}: no such file; check the path")
-    texts = []
-    with open(path, encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, 1):
+def read_records(source: str) -> list[dict]:
+    """Records from JSON lines (a file, or standard input for ``-``): ``{"text": ..., ...}`` objects, whose
+    other fields are kept, or bare JSON strings."""
+    if source != "-" and not Path(source).is_file():
+        raise CliError(f"{source}: no such file; check the path")
+    name = "standard input" if source == "-" else source
+    handle = sys.stdin if source == "-" else open(source, "rb")  # noqa: SIM115
+    records = []
+    try:
+        for number, raw in enumerate(handle.buffer if source == "-" else handle, 1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise CliError(f"{name}:{number}: not UTF-8 (byte {error.start}); save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as error:
-                raise CliError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            text = item.get("text") if isinstance(item, dict) else item
-            if not isinstance(text, str):
-                raise CliError(f'{path}:{number}: expected a JSON string or an object with a "text" string')
-            texts.append(text)
-    return texts
+                raise CliError(f"{name}:{number}: not valid JSON ({error.msg})") from None
+            record = item if isinstance(item, dict) else {"text": item}
+            if not isinstance(record.get("text"), str):
+                raise CliError(f'{name}:{number}: expected a JSON string or an object with a "text" string')
+            problem = lone_surrogate(record["text"])
+            if problem:
+                raise CliError(f"{name}:{number}: the text {problem}")
+            records.append(record)
+    finally:
+        if source != "-":
+            handle.close()
+    return records
 
 
 def command_export(args: argparse.Namespace) -> None:
     check_model_dir(args.model)
+    output = check_output_folder(args.output)
+    if args.precision not in ("fp32", "fp16", "int8"):
+        raise CliError(f"--precision {args.precision}: use fp32, fp16 or int8")
+    check_texts = [example.text for example in read_dataset(args.check_data)[0]] if args.check_data else None
     from triplex.model.export import export
 
-    check_texts = [example.text for example in read_dataset(args.check_data)[0]] if args.check_data else None
     try:
-        info = export(Path(args.model), Path(args.output), args.precision, log, check_texts)
+        info = export(Path(args.model), output, args.precision, log, check_texts)
     except ValueError as error:
         raise CliError(str(error)) from None
     log(f"exported {args.precision} to {args.output} (fp32 parity {info.fp32_max_difference:.1e})")
@@ -180,12 +308,20 @@ def command_export(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="triplex", description="Relational triple extraction: train, evaluate, extract."
+        prog="triplex", description="Relational triple extraction: train, evaluate, extract, export, serve."
     )
+    parser.add_argument("--version", action="version", version=f"triplex {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     formats = f"data format, one of {', '.join(FORMATS)} (default: detected from the file)"
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="print only results and errors")
 
-    train = commands.add_parser("train", help="train an extractor on labelled data")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=help, parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
+
+    train = command("train", "train an extractor on labelled data")
     train.add_argument("--train", required=True, help="training data file")
     train.add_argument("--dev", required=True, help="dev data file, evaluated after every epoch")
     train.add_argument(
@@ -212,29 +348,32 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
     train.add_argument("--resume", action="store_true", help="continue from the training state in --output")
+    train.add_argument("--overwrite", action="store_true", help="train into a non-empty --output, replacing it")
     train.set_defaults(run=command_train)
 
-    evaluate = commands.add_parser("evaluate", help="precision, recall and F1 of a model on labelled data")
+    evaluate = command("evaluate", "precision, recall and F1 of a model on labelled data")
     evaluate.add_argument("--model", required=True, help="export folder or trained model folder")
     evaluate.add_argument("--data", required=True, help="labelled data file")
     evaluate.add_argument("--format", help=formats)
     evaluate.add_argument("--metrics-out", help="write the metrics as JSON here")
     evaluate.add_argument("--errors", help="write missed/spurious triples per sentence as JSON lines here")
     evaluate.add_argument("--batch-size", type=int, default=64)
-    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     evaluate.set_defaults(run=command_evaluate)
 
-    extract = commands.add_parser("extract", help="print the triples of a text, or of a file of texts, as JSON")
+    extract = command("extract", "print the triples of a text, or of a file of texts, as JSON")
     extract.add_argument("--model", required=True, help="export folder or trained model folder")
     source = extract.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="one text")
-    source.add_argument("--input", help='JSON lines of {"text": ...} or strings: the offline bulk path')
-    extract.add_argument("--output", help="JSON lines out (default: standard output)")
+    source.add_argument(
+        "--input", help='JSON lines of {"text": ...} objects (other fields are kept) or strings; - for standard input'
+    )
+    extract.add_argument("--output", default="-", help="JSON lines out; - for standard output")
     extract.add_argument("--batch-size", type=int, default=32)
     extract.add_argument("--device", default="auto", help="auto, cpu or cuda")
     extract.set_defaults(run=command_extract)
 
-    export = commands.add_parser("export", help="export a trained model to ONNX, checked against PyTorch")
+    export = command("export", "export a trained model to ONNX, checked against PyTorch")
     export.add_argument("--model", required=True, help="trained model folder")
     export.add_argument("--output", required=True, help="export folder to write")
     export.add_argument("--precision", default="fp32", help="fp32 (reference), fp16 (GPU) or int8 (CPU)")
@@ -255,9 +394,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve(argv[1:])
     args = build_parser().parse_args(argv)
+    progress_settings["quiet"] = args.quiet
     try:
         args.run(args)
-    except (CliError, DataError) as error:
+    except (CliError, DataError, ModelError) as error:
         print(f"triplex: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ All of this is counted in ``Summary``.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections import Counter
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from triplex.model.schema import VALUE_SLOT, Entity, Relation, Triple, relation_label
+from triplex.model.tokenize import lone_surrogate
 
 FORMATS = ("duie1", "duie2", "casrel", "conll04", "jsonl")
 SCHEMA_FILES = ("all_50_schemas", "duie_schema.json", "rel2id.json", "schema.jsonl", "conll04_types.json")
@@ -120,10 +122,17 @@ def build_example(text: str, raw_triples: list[RawTriple], summary: Summary) -> 
 # ---------------------------------------------------------------- file formats
 
 
+def read_text(path: Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 (byte {error.start}); save the file as UTF-8") from None
+
+
 def json_lines(path: Path) -> list[tuple[str, Any]]:
     """(location, parsed object) for every non-empty line."""
     records = []
-    with open(path, encoding="utf-8-sig") as handle:
+    with io.StringIO(read_text(path)) as handle:
         for number, line in enumerate(handle, 1):
             if line.strip():
                 try:
@@ -135,7 +144,7 @@ def json_lines(path: Path) -> list[tuple[str, Any]]:
 
 def load_records(path: Path) -> list[tuple[str, Any]]:
     """(location, item) for a JSON list, a single JSON object or JSON lines."""
-    content = Path(path).read_text(encoding="utf-8-sig")
+    content = read_text(path)
     try:
         whole = json.loads(content)
     except json.JSONDecodeError as error:
@@ -294,6 +303,9 @@ def read_dataset(path: str | Path, format: str | None = None) -> tuple[list[Exam
             raise DataError(f"{location}: not a valid {format} record ({error})") from None
         if not isinstance(text, str):
             raise DataError(f"{location}: 'text' must be a string")
+        problem = lone_surrogate(text)
+        if problem:
+            raise DataError(f"{location}: the text {problem}")
         raw_all.extend(raw_triples)
         examples.append(build_example(text, raw_triples, summary))
     return examples, raw_all, format, summary
@@ -346,6 +358,19 @@ def derive_schema(raw_triples: list[RawTriple]) -> list[Relation]:
         relations.append(Relation(predicate, subject_type, object_type))
         relations += [Relation(predicate, "", "", slot) for slot in sorted(slots[predicate])]
     return relations
+
+
+def with_types_from(relations: list[Relation], derived: list[Relation]) -> list[Relation]:
+    """A schema's relations, with the entity types the data gives where the schema names none (a CoNLL04
+    types file lists relations without their argument types)."""
+    seen = {(relation.predicate, relation.slot): relation for relation in derived}
+    completed = []
+    for relation in relations:
+        known = seen.get((relation.predicate, relation.slot))
+        subject_type = relation.subject_type or (known.subject_type if known else "")
+        object_type = relation.object_type or (known.object_type if known else "")
+        completed.append(Relation(relation.predicate, subject_type, object_type, relation.slot))
+    return completed
 
 
 def check_schema(relations: list[Relation], examples: list[Example], path: Path) -> None:

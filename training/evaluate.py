@@ -29,10 +29,10 @@ def score(gold: list[list[Triple]], predicted: list[list[Triple]]) -> dict:
                 continue
             for key in gold_keys | predicted_keys:
                 counts_for = by_predicate.setdefault(key[1], Counter())
-                counts_for.update(
-                    correct=key in gold_keys and key in predicted_keys,
-                    predicted=key in predicted_keys,
-                    gold=key in gold_keys,
+                counts_for.update(  # int: a fresh Counter stores update()'s first values as they are (True)
+                    correct=int(key in gold_keys and key in predicted_keys),
+                    predicted=int(key in predicted_keys),
+                    gold=int(key in gold_keys),
                 )
     exact, partial = ratios(**totals[False]), ratios(**totals[True])
     return {

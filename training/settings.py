@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+STATE_FILE = "training_state.pt"  # what --resume continues from
+
 
 @dataclass
 class TrainSettings:

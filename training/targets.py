@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from triplex.model.schema import Triple, relation_label
 from triplex.model.tokenize import Encoded, pad
 from triplex.training.data import Example, Summary

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 from transformers import AutoTokenizer
+
 from triplex.model.network import (
     OBJECT_POWER,
     SUBJECT_POWER,
@@ -25,14 +25,14 @@ from triplex.model.network import (
     torch_runners,
 )
 from triplex.model.pipeline import Extractor
+from triplex.model.progress import progress
 from triplex.model.schema import ExtractorConfig, Relation
 from triplex.model.tokenize import TOKENIZER_FILE, encode, split_cjk_characters
 from triplex.training.data import Example, Summary
 from triplex.training.evaluate import score
-from triplex.training.settings import TrainSettings
+from triplex.training.settings import STATE_FILE, TrainSettings
 from triplex.training.targets import collate, length_batches, make_features, pointer_loss
 
-STATE_FILE = "training_state.pt"
 LOG_FILE = "training_log.jsonl"
 
 
@@ -117,6 +117,20 @@ def warmup_then_linear(total_steps: int, warmup_steps: int):
     return factor
 
 
+def pick_examples(examples: list[Example], count: int = 6, max_chars: int = 300) -> list[str]:
+    """Short sentences with triples, each adding predicates the ones before did not show."""
+    shown: set[str] = set()
+    chosen = []
+    for example in sorted(examples, key=lambda e: -len({t.predicate for t in e.triples})):
+        predicates = {triple.predicate for triple in example.triples}
+        if predicates - shown and len(example.text) <= max_chars:
+            chosen.append(example.text)
+            shown |= predicates
+        if len(chosen) == count:
+            break
+    return chosen
+
+
 def train(
     train_examples: list[Example],
     dev_examples: list[Example],
@@ -126,6 +140,7 @@ def train(
     settings: TrainSettings,
     summary: Summary,
     log=print,
+    files: list[dict] | None = None,
 ) -> dict:
     """Train, keep the best EMA checkpoint by dev F1 in ``output``; returns that checkpoint's dev metrics."""
     rank, world, device = setup_distributed(settings.device)
@@ -142,7 +157,8 @@ def train(
     max_length = min(settings.max_length, model.encoder.config.max_position_embeddings)
     if max_length < settings.max_length:
         log(f"max length {settings.max_length} is more than the encoder's {max_length} positions; using {max_length}")
-    config = ExtractorConfig(relations, max_length, window_stride=max_length // 4)
+    config = ExtractorConfig(relations, max_length, window_stride=max_length // 4, examples=pick_examples(dev_examples))
+    config.training = {"encoder": encoder_name, "files": files or [], "settings": asdict(settings), "epochs": []}
     tokenizer = prepare_tokenizer(encoder_name, config.split_cjk)
     if main_process:
         tokenizer.save(str(output / TOKENIZER_FILE))
@@ -178,8 +194,8 @@ def train(
         batches = batches[: batches_per_epoch * world][rank::world]  # same count on every rank
         model.train()
         started, sentences, loss_sum, skipped = time.perf_counter(), 0, 0.0, 0
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{settings.epochs}", unit="batch", disable=not main_process)
-        for step, batch_features in enumerate(bar):
+        bar = progress(len(batches), f"epoch {epoch + 1}/{settings.epochs}", "batch", enabled=main_process)
+        for step, batch_features in enumerate(batches):
             batch = collate(batch_features, len(relations)).to(device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 subject_logits, object_logits = trained(batch.input_ids, batch.attention_mask, batch.subjects)
@@ -187,6 +203,7 @@ def train(
             if not torch.isfinite(loss):  # never let one bad batch poison the weights
                 skipped += 1
                 optimizer.zero_grad(set_to_none=True)
+                bar.update(1)
                 continue
             scaler.scale(loss / settings.accumulate).backward()
             if (step + 1) % settings.accumulate == 0 or step + 1 == len(batches):
@@ -201,6 +218,7 @@ def train(
             loss_sum += loss.item()
             rate = sentences / (time.perf_counter() - started)
             bar.set_postfix(loss=f"{loss_sum / (step + 1):.4f}", sent_s=f"{rate:.1f}")
+            bar.update(1)
         bar.close()
         train_seconds = time.perf_counter() - started
         if skipped:
@@ -220,6 +238,7 @@ def train(
                     best = {key: value for key, value in metrics.items() if key != "per_predicate"} | {
                         "epoch": epoch + 1
                     }
+                    config.training["best"] = best
                     save_extractor(model, config, output)
                     (output / "dev_metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
             record = {
@@ -228,6 +247,7 @@ def train(
                 "train_sentences_per_s": sentences / train_seconds,
                 **{key: metrics[key] for key in ("precision", "recall", "f1", "partial_f1")},
             }
+            config.training["epochs"].append(record)
             with open(output / LOG_FILE, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             log(
@@ -248,6 +268,8 @@ def train(
             torch.save(state, output / STATE_FILE)
         if world > 1:
             dist.barrier()
+    if main_process:
+        config.save(output)  # the model card lists every epoch, not only those up to the kept one
     if world > 1:
         shared = [best]
         dist.broadcast_object_list(shared, src=0)  # every rank reports rank 0's result

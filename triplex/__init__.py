@@ -18,6 +18,7 @@ from typing import overload
 
 from triplex.model.pipeline import Extraction, Extractor
 from triplex.model.schema import CONFIG_FILE, Entity, ExtractorConfig, Triple
+from triplex.model.tokenize import lone_surrogate
 
 try:
     __version__ = version("triplex")
@@ -57,9 +58,12 @@ class TripleExtractor:
 
     def extract_all(self, texts: Sequence[str], progress: bool = False) -> list[Extraction]:
         """Triples and window counts per text."""
-        bad = next((n for n, text in enumerate(texts) if not isinstance(text, str)), None)
-        if bad is not None:
-            raise TypeError(f"text {bad} is a {type(texts[bad]).__name__}, not a string")
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text {index} is a {type(text).__name__}, not a string")
+            problem = lone_surrogate(text)
+            if problem:
+                raise ValueError(f"text {index} {problem}")
         return self.extractor.extract(list(texts), progress)
 
 
