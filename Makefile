@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install demo test lint check-serving clean
+.PHONY: install chromium demo test lint check-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ demo: install demo/export/encoder.onnx
 	@echo
 	$(BIN)/triplex serve --model demo/export --port $(PORT)
 
-test: install
+# The page's browser test drives Debian's chromium (Playwright's own browser download needs the internet).
+chromium:
+	@command -v chromium > /dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium > /dev/null; }
+
+test: install chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

@@ -50,6 +50,7 @@ SLICE_WINDOWS = 64  # and decoded this many windows at a time
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 413, 415, 422, 429, 500, 503, 504)}
 STATIC = Path(__file__).parent / "static"  # the web page at /
 DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI and ReDoc, served from here, no CDN
+LOCAL_ONLY = "default-src 'self' 'unsafe-inline' blob: data:"
 HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
 
 
@@ -405,13 +406,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
-        return get_redoc_html(
+        page = get_redoc_html(
             openapi_url=app.openapi_url,
             title="triplex API",
             redoc_js_url="/assets/docs/redoc.standalone.js",
             redoc_favicon_url="/assets/docs/favicon.png",
             with_google_fonts=False,
         )
+        page.headers["Content-Security-Policy"] = LOCAL_ONLY  # ReDoc's badge would fetch its logo from a CDN
+        return page
 
     app.mount("/assets/docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
     app.mount("/assets", StaticFiles(directory=STATIC), name="assets")
