@@ -190,3 +190,82 @@ def test_schema_mismatch_and_unknown_format(tmp_path: Path) -> None:
         read_dataset(path, "xml")
     with pytest.raises(DataError, match="no such file"):
         read_dataset(tmp_path / "missing.json")
+
+
+# "Alice Moreau of Kestrel Foods met Bob in Osaka.": "Kestrel Foods" and "Kestrel" overlap, "Bob" has no relation
+ANNOTATED = "Alice Moreau of Kestrel Foods met Bob in Osaka."
+EXPECTED = {
+    ("Alice Moreau", 0, "works_for", "Kestrel Foods", 16, ()),
+    ("Kestrel Foods", 16, "employs", "Alice Moreau", 0, ()),  # the same pair in the other direction
+    ("Kestrel", 16, "located_in", "Osaka", 41, ()),  # starts where the overlapping company starts
+}
+
+
+def test_doccano_relation_jsonl(tmp_path: Path) -> None:
+    record = {
+        "id": 7,
+        "text": ANNOTATED,
+        "entities": [
+            {"id": 1, "label": "person", "start_offset": 0, "end_offset": 12},
+            {"id": 2, "label": "company", "start_offset": 16, "end_offset": 29},
+            {"id": 3, "label": "brand", "start_offset": 16, "end_offset": 23},
+            {"id": 4, "label": "person", "start_offset": 34, "end_offset": 37},
+            {"id": 5, "label": "city", "start_offset": 41, "end_offset": 46},
+        ],
+        "relations": [
+            {"id": 10, "from_id": 1, "to_id": 2, "type": "works_for"},
+            {"id": 11, "from_id": 2, "to_id": 1, "type": "employs"},
+            {"id": 12, "from_id": 3, "to_id": 5, "type": "located_in"},
+        ],
+    }
+    unlabelled = {"id": 8, "text": "Nothing here.", "entities": [], "relations": []}
+    examples, raw, format, _ = read_dataset(write(tmp_path, "doccano.jsonl", lines(record, unlabelled)))
+    assert format == "doccano" and spans(examples[0]) == EXPECTED and examples[1].triples == []
+    types = {(r.predicate, r.subject_type, r.object_type) for r in derive_schema(raw)}
+    assert ("located_in", "brand", "city") in types and ("employs", "company", "person") in types
+    broken = dict(record, relations=[{"id": 1, "from_id": 1, "to_id": 99, "type": "x"}])
+    with pytest.raises(DataError, match="entity id that is not there"):
+        read_dataset(write(tmp_path, "broken.jsonl", lines(broken)))
+
+
+def label_studio_task(results: list[dict]) -> dict:
+    return {"id": 3, "data": {"text": ANNOTATED}, "annotations": [{"id": 1, "result": results, "was_cancelled": False}]}
+
+
+def region(region_id: str, start: int, end: int, label: str) -> dict:
+    value = {"start": start, "end": end, "text": ANNOTATED[start:end], "labels": [label]}
+    return {"id": region_id, "from_name": "label", "to_name": "text", "type": "labels", "value": value}
+
+
+def test_label_studio_relation_export(tmp_path: Path) -> None:
+    results = [
+        region("a", 0, 12, "person"),
+        region("k", 16, 29, "company"),
+        region("b", 16, 23, "brand"),
+        region("p", 34, 37, "person"),  # no relation
+        region("o", 41, 46, "city"),
+        {"from_id": "a", "to_id": "k", "type": "relation", "direction": "right", "labels": ["works_for"]},
+        {"from_id": "a", "to_id": "k", "type": "relation", "direction": "left", "labels": ["employs"]},
+        {"from_id": "b", "to_id": "o", "type": "relation", "direction": "right", "labels": ["located_in"]},
+        {"from_id": "p", "to_id": "o", "type": "relation", "direction": "right", "labels": []},  # says nothing
+    ]
+    path = write(tmp_path, "project.json", json.dumps([label_studio_task(results)]))
+    examples, _, format, _ = read_dataset(path)
+    assert format == "labelstudio" and spans(examples[0]) == EXPECTED
+    both = results[:5] + [{"from_id": "a", "to_id": "p", "type": "relation", "direction": "bi", "labels": ["knows"]}]
+    examples, *_ = read_dataset(write(tmp_path, "bi.json", json.dumps([label_studio_task(both)])))
+    assert {(t.subject.text, t.object.text) for t in examples[0].triples} == {
+        ("Alice Moreau", "Bob"),
+        ("Bob", "Alice Moreau"),
+    }
+
+
+def test_conll04_types_file_keeps_the_entity_types(tmp_path: Path) -> None:
+    from triplex.training.data import with_types_from
+
+    types = write(tmp_path, "conll04_types.json", json.dumps({"entities": {"Peop": {}}, "relations": {"Work_For": {}}}))
+    sentence = {"tokens": ["Ann", "works", "for", "Acme"], "tags": ["U-Peop", "O", "O", "U-Org"],
+                "relations": [{"type": "Work_For", "head": 0, "tail": 1}]}  # fmt: skip
+    _, raw, _, _ = read_dataset(write(tmp_path, "conll04_train.json", json.dumps([sentence])))
+    relations = with_types_from(read_schema(types), derive_schema(raw))
+    assert [(r.predicate, r.subject_type, r.object_type) for r in relations] == [("Work_For", "Peop", "Org")]

@@ -1,7 +1,8 @@
 """Dataset readers. Every format becomes a list of ``Example`` (text + triples with character spans).
 
 Formats: DuIE 1.0 (LIC2019), DuIE 2.0 (complex objects), CasRel/PRGC JSON (NYT, WebNLG), CoNLL04
-(SpERT JSON) and the project's own JSONL (see README, "Data formats").
+(SpERT JSON), doccano relation JSONL (as PaddleNLP UIE uses it), Label Studio relation projects' JSON
+export and the project's own JSONL (see README, "Data formats").
 
 Entities given as strings are looked up in the text. An entity found several times is labelled at
 every occurrence (the model cannot tell identical strings apart any better than the annotator did);
@@ -23,7 +24,7 @@ from typing import Any
 from triplex.model.schema import VALUE_SLOT, Entity, Relation, Triple, relation_label
 from triplex.model.tokenize import lone_surrogate
 
-FORMATS = ("duie1", "duie2", "casrel", "conll04", "jsonl")
+FORMATS = ("duie1", "duie2", "casrel", "conll04", "jsonl", "doccano", "labelstudio")
 SCHEMA_FILES = ("all_50_schemas", "duie_schema.json", "rel2id.json", "schema.jsonl", "conll04_types.json")
 
 
@@ -171,6 +172,10 @@ def detect_format(records: list[tuple[str, Any]]) -> str:
         return "conll04"
     if "triples" in item:
         return "jsonl"
+    if "entities" in item and "relations" in item:
+        return "doccano"
+    if "data" in item and ("annotations" in item or "predictions" in item):
+        return "labelstudio"
     raise DataError(
         f"{location}: cannot tell the format (keys {sorted(item)}); pass --format, one of {', '.join(FORMATS)}"
     )
@@ -275,12 +280,75 @@ def parse_jsonl(item: dict, location: str) -> tuple[str, list[RawTriple]]:
     return text, triples
 
 
+def span(text: str, start: Any, end: Any, label: str, location: str) -> Entity:
+    if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+        raise DataError(f"{location}: entity offsets {start}..{end} do not lie in the text of {len(text)} characters")
+    return Entity(text[start:end], start, end, label)
+
+
+def parse_doccano(item: dict, location: str) -> tuple[str, list[RawTriple]]:
+    """doccano's relation-extraction JSONL (also what PaddleNLP UIE trains from): ``entities`` with
+    ``start_offset``/``end_offset``/``label`` and ``relations`` with ``from_id``/``to_id``/``type``."""
+    text = field_of(item, "text", location)
+    entities = {
+        entity["id"]: span(text, entity["start_offset"], entity["end_offset"], entity.get("label", ""), location)
+        for entity in field_of(item, "entities", location)
+    }
+    triples = []
+    for relation in item.get("relations", []):
+        ends = [relation["from_id"], relation["to_id"]]
+        if not all(end in entities for end in ends):
+            raise DataError(f"{location}: relation {relation.get('id')} points to an entity id that is not there")
+        subject, obj = (entities[end] for end in ends)
+        triples.append(RawTriple(subject, relation["type"], obj, subject.type, obj.type))
+    return text, triples
+
+
+def parse_label_studio(item: dict, location: str) -> tuple[str, list[RawTriple]]:
+    """A task of Label Studio's JSON export from a relation project: labelled spans (``labels`` results) and
+    ``relation`` results between them. Direction ``right`` reads from -> to, ``left`` to -> from, ``bi``
+    both ways; a relation with no label says nothing about its predicate and is left out."""
+    data = field_of(item, "data", location)
+    text = (
+        data.get("text")
+        if isinstance(data.get("text"), str)
+        else next((value for value in data.values() if isinstance(value, str)), None)
+    )
+    if text is None:
+        raise DataError(f"{location}: the task's data holds no text")
+    annotations = [a for a in item.get("annotations", []) if not a.get("was_cancelled")]
+    results = annotations[0]["result"] if annotations else []
+    entities = {
+        result["id"]: span(
+            text, result["value"]["start"], result["value"]["end"], result["value"]["labels"][0], location
+        )
+        for result in results
+        if result.get("type") == "labels"
+    }
+    triples = []
+    for result in results:
+        if result.get("type") != "relation" or not result.get("labels"):
+            continue
+        ends = [result["from_id"], result["to_id"]]
+        if not all(end in entities for end in ends):
+            raise DataError(f"{location}: a relation points to a region id that is not there")
+        direction = result.get("direction", "right")
+        pairs = {"right": [ends], "left": [ends[::-1]], "bi": [ends, ends[::-1]]}.get(direction, [ends])
+        for label in result["labels"]:
+            for first, second in pairs:
+                subject, obj = entities[first], entities[second]
+                triples.append(RawTriple(subject, label, obj, subject.type, obj.type))
+    return text, triples
+
+
 PARSERS = {
     "duie1": parse_duie,
     "duie2": parse_duie,
     "casrel": parse_casrel,
     "conll04": parse_conll04,
     "jsonl": parse_jsonl,
+    "doccano": parse_doccano,
+    "labelstudio": parse_label_studio,
 }
 
 
@@ -299,7 +367,9 @@ def read_dataset(path: str | Path, format: str | None = None) -> tuple[list[Exam
     for location, item in records:
         try:
             text, raw_triples = PARSERS[format](item, location)
-        except (TypeError, AttributeError, KeyError, IndexError) as error:
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as error:
+            if isinstance(error, DataError):
+                raise
             raise DataError(f"{location}: not a valid {format} record ({error})") from None
         if not isinstance(text, str):
             raise DataError(f"{location}: 'text' must be a string")
