@@ -49,7 +49,7 @@ def choose_providers(provider: str) -> list[str]:
     if PROVIDERS[provider] not in available:
         raise ExportError(
             f"provider '{provider}' is not in this onnxruntime build (it has {', '.join(available)}); "
-            "install onnxruntime-gpu for cuda, or use --provider cpu"
+            "install onnxruntime-gpu for cuda, or run on the cpu"
         )
     return [PROVIDERS[provider]]
 

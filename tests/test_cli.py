@@ -1,13 +1,17 @@
 """The ``triplex`` command end to end, and its one-line errors for bad input."""
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from triplex import __version__ as triplex_version
+from triplex.training.cli import main
 from triplex.training.sample import generate, write_jsonl, write_schema
 
 from .conftest import ROOT
@@ -129,3 +133,141 @@ def test_bad_input_gives_one_line_errors(sample_files: dict[str, Path], tiny_enc
     assert_one_line_error(
         triplex("extract", "--model", str(tmp_path / "x"), "--text", "a"), "not a trained model folder"
     )
+
+
+def bad_cases(files: dict[str, Path], encoder: Path, trained: tuple[Path, Path], tmp: Path) -> dict[str, tuple]:
+    """Every mistake the CLI must answer in one line: (argv, a fragment of that line)."""
+    checkpoint, export = trained
+    latin1 = tmp / "latin1.jsonl"
+    latin1.write_bytes('{"text": "caf\u00e9 au lait", "triples": []}\n'.encode("latin-1"))
+    missing_file = tmp / "missing-file"
+    shutil.copytree(export, missing_file)
+    (missing_file / "objects.onnx").unlink()
+    truncated = tmp / "truncated"
+    shutil.copytree(export, truncated)
+    graph = (truncated / "encoder.onnx").read_bytes()
+    (truncated / "encoder.onnx").write_bytes(graph[: len(graph) // 2])
+    broken_encoder = tmp / "broken-encoder"
+    shutil.copytree(encoder, broken_encoder)
+    (broken_encoder / "config.json").write_text('{"model_type": "bert", ')
+    surrogates = tmp / "surrogates.jsonl"
+    surrogates.write_text('{"text": "half a pair \\ud800 here"}\n')
+    a_file = tmp / "a-file"
+    a_file.write_text("")
+    full = tmp / "full"
+    full.mkdir()
+    (full / "something").write_text("")
+    (tmp / "models").mkdir()
+    train, dev = str(files["train"]), str(files["dev"])
+    data = ["--train", train, "--dev", dev]
+    fresh = ["--encoder", str(encoder), "--output", str(tmp / "out")]
+    return {
+        "train: data not UTF-8": (["train", "--train", str(latin1), "--dev", dev, *fresh], "not UTF-8"),
+        "evaluate: data not UTF-8": (["evaluate", "--model", str(export), "--data", str(latin1)], "not UTF-8"),
+        "extract: input not UTF-8": (["extract", "--model", str(export), "--input", str(latin1)], "not UTF-8"),
+        "extract: export missing a file": (["extract", "--model", str(missing_file), "--text", "a"], "objects.onnx"),
+        "evaluate: export missing a file": (["evaluate", "--model", str(missing_file), "--data", dev], "objects.onnx"),
+        "extract: truncated graph": (["extract", "--model", str(truncated), "--text", "a"], "cannot load"),
+        "evaluate: truncated graph": (["evaluate", "--model", str(truncated), "--data", dev], "cannot load"),
+        "train: broken encoder config.json": (
+            ["train", *data, "--encoder", str(broken_encoder), "--output", str(tmp / "o")], "not valid JSON"),
+        "train: --output in a missing folder": (
+            ["train", *data, "--encoder", str(encoder), "--output", str(tmp / "no" / "out")], "does not exist"),
+        "train: --output is a file": (
+            ["train", *data, "--encoder", str(encoder), "--output", str(a_file)], "is a file"),
+        "extract: --output in a missing folder": (
+            ["extract", "--model", str(export), "--text", "a", "--output", str(tmp / "no" / "x.jsonl")],
+            "does not exist"),
+        "export: --output is a file": (["export", "--model", str(checkpoint), "--output", str(a_file)], "is a file"),
+        "train: --epochs 0": (["train", *data, *fresh, "--epochs", "0"], "at least 1 epoch"),
+        "train: --device cuda without CUDA": (["train", *data, *fresh, "--device", "cuda"], "no CUDA"),
+        "extract: --device cuda without CUDA": (["extract", "--model", str(export), "--text", "a", "--device", "cuda"],
+                                                "cuda"),
+        "extract: --text with a lone surrogate": (["extract", "--model", str(export), "--text", "a \udcff b"],
+                                                  "surrogate"),
+        "extract: input with a lone surrogate": (["extract", "--model", str(export), "--input", str(surrogates)],
+                                                 "surrogate"),
+        "train: relative encoder path that does not exist": (
+            ["train", *data, "--encoder", "models/no-such-encoder", "--output", str(tmp / "o2")], "not a model folder"),
+        "export: from an export folder": (["export", "--model", str(export), "--output", str(tmp / "e")],
+                                          "is an export folder"),
+        "train: --resume with no saved state": (["train", *data, *fresh, "--resume"], "no training state"),
+        "train: non-empty --output": (["train", *data, "--encoder", str(encoder), "--output", str(full)],
+                                      "--overwrite"),
+        "evaluate: not a model folder": (["evaluate", "--model", str(tmp), "--data", dev], "neither an export"),
+    }  # fmt: skip
+
+
+def test_every_bad_case_is_one_line_without_a_traceback(
+    sample_files: dict[str, Path], tiny_encoder: Path, trained: tuple[Path, Path], tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """In process (one import of torch for all cases); ``main`` must return, not raise."""
+    monkeypatch.chdir(tmp_path)  # "models/..." is a folder here: a path, never a hub id
+    answers = {}
+    for name, (argv, fragment) in bad_cases(sample_files, tiny_encoder, trained, tmp_path).items():
+        code = main(argv)
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert code == 2 and lines and "Traceback" not in captured.err + captured.out, (name, captured.err)
+        assert lines[-1].startswith("triplex: error: ") and fragment in lines[-1], (name, lines[-1])
+        answers[name] = lines[-1]
+    with capsys.disabled():  # the closing note quotes these
+        print("\n" + "\n".join(f"{name}: {line}" for name, line in answers.items()))
+
+
+@pytest.mark.parametrize(
+    ("variables", "fragment"),
+    [({"TRIPLEX_PROVIDER": "gpu"}, "TRIPLEX_PROVIDER=gpu"), ({"TRIPLEX_MAX_TEXTS": "many"}, "TRIPLEX_MAX_TEXTS=many")],
+)
+def test_serve_names_a_bad_setting(trained: tuple[Path, Path], variables: dict, fragment: str) -> None:
+    env = {**os.environ, **variables}
+    result = subprocess.run(
+        [sys.executable, "-m", "triplex.training.cli", "serve", "--model", str(trained[1])],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("triplex: error: ") and fragment in result.stderr
+
+
+def test_serve_refuses_a_broken_export_in_one_line(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    for broken, fragment in (("missing", "objects.onnx"), ("truncated", "cannot load")):
+        folder = tmp_path / broken
+        shutil.copytree(trained[1], folder)
+        if broken == "missing":
+            (folder / "objects.onnx").unlink()
+        else:
+            (folder / "encoder.onnx").write_bytes((folder / "encoder.onnx").read_bytes()[:1000])
+        result = subprocess.run(
+            [sys.executable, "-m", "triplex.training.cli", "serve", "--model", str(folder), "--port", "0"],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "TRIPLEX_PROVIDER": "cpu"},
+        )  # fmt: skip
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert fragment in result.stderr.strip().splitlines()[-1]
+
+
+def test_version_and_help_defaults() -> None:
+    assert triplex("--version").stdout.strip() == f"triplex {triplex_version}"
+    help_text = triplex("train", "--help").stdout
+    assert "(default: 20)" in help_text and "--overwrite" in help_text and "--quiet" in help_text
+
+
+def test_extract_keeps_each_record_and_streams(cli_model: Path) -> None:
+    records = [{"id": "a-1", "text": "Alice Moreau was born in Osaka.", "meta": {"source": "mail"}}, "Mei Tanaka."]
+    lines = "\n".join(json.dumps(record) for record in records) + "\n"
+    command = [sys.executable, "-m", "triplex.training.cli", "extract", "--model", str(cli_model), "--input", "-"]
+    result = subprocess.run(command + ["--output", "-"], input=lines, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["id"] == "a-1" and first["meta"] == {"source": "mail"} and first["windows"] == 1
+    assert second["text"] == "Mei Tanaka." and "triples" in second
+    empty = subprocess.run(command, input="\n", capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 0 and empty.stdout == "" and "warning: - holds no texts" in empty.stderr
+
+
+def test_model_card_names_the_data_and_every_epoch(cli_model: Path, sample_files: dict[str, Path]) -> None:
+    card = (cli_model / "README.md").read_text()
+    facts = json.loads((cli_model / "extractor.json").read_text())["training"]
+    digest = hashlib.sha256(sample_files["train"].read_bytes()).hexdigest()
+    assert digest in card and {f["role"] for f in facts["files"]} == {"train", "dev", "schema"}
+    assert len(facts["epochs"]) == 40 and f"| {facts['best']['epoch']} |" in card
+    assert facts["settings"]["epochs"] == 40 and "## Settings" in card

@@ -100,7 +100,7 @@ def test_refusals(trained: tuple[Path, Path]) -> None:
         "wrong_type": 422,
         "both": 422,
         "neither": 422,
-        "bad_json": 422,
+        "bad_json": 400,
         "empty_text": 200,
         "surrogate": 422,
         "surrogate_in_list": 422,
@@ -166,6 +166,56 @@ def test_schema_model_and_health(trained: tuple[Path, Path]) -> None:
     assert "born_in" in schema.json()["predicates"] and "person" in schema.json()["entity_types"]
     assert model.json()["precision"] == "fp32" and model.json()["provider"] == "CPUExecutionProvider"
     assert live.status_code == ready.status_code == docs.status_code == 200
+    assert schema.json()["examples"], "the web page offers sentences from the dev data"
+    card = model.json()
+    assert card["training"]["epochs"] and card["training"]["best"]["f1"] >= 0 and card["thresholds"]["start"] > 0
+    assert card["export"]["final_max_difference"] is not None and card["version"]
+    text = (trained[1] / "README.md").read_text()
+    assert "## Dev metrics per epoch" in text and "## Export" in text and "thresholds: start" in text
+
+
+def test_every_error_is_the_error_object(trained: tuple[Path, Path]) -> None:
+    app = create_app(settings(trained[1], max_body_bytes=5000, api_key="s3cret"))
+    auth = {"Authorization": "bearer s3cret"}  # the scheme in any letter case
+    json_type = {"content-type": "application/json"}
+    consumed = []
+
+    async def stream():
+        for index in range(100):
+            consumed.append(index)
+            yield b" " * 1000
+
+    async def work(client: httpx.AsyncClient):
+        post = client.post
+        return {
+            "not_found": (404, await client.get("/nowhere", headers=auth)),
+            "method_not_allowed": (405, await client.get("/v1/extract", headers=auth)),
+            "unsupported_media_type": (
+                415,
+                await post("/v1/extract", content=b"text=a", headers=auth | {"content-type": "text/plain"}),
+            ),
+            "invalid_json": (400, await post("/v1/extract", content=b'{"text": ', headers=auth | json_type)),
+            "invalid_utf8": (400, await post("/v1/extract", content=b'{"text": "\xff"}', headers=auth | json_type)),
+            "nested": (400, await post("/v1/extract", content=b"[" * 4000, headers=auth | json_type)),
+            "declared_too_large": (413, await post("/v1/extract", json={"text": "a" * 6000}, headers=auth)),
+            "streamed_too_large": (413, await post("/v1/extract", content=stream(), headers=auth | json_type)),
+            "unauthorized_before_validation": (401, await post("/v1/extract", content=b"{", headers=json_type)),
+            "authorized": (200, await post("/v1/extract", json={"text": TEXTS[0]}, headers=auth)),
+            "openapi": (200, await client.get("/openapi.json")),
+        }
+
+    responses = asyncio.run(with_client(app, work))
+    for name, (status, response) in responses.items():
+        assert response.status_code == status, (name, response.text)
+        if status >= 400:
+            error = response.json()["error"]
+            assert set(error) == {"code", "message"} and len(error["message"]) > 20, (name, error)
+    assert "UTF-8" in responses["invalid_utf8"][1].json()["error"]["message"]
+    assert "TRIPLEX_MAX_BODY_BYTES" in responses["streamed_too_large"][1].json()["error"]["message"]
+    assert len(consumed) < 100, "a body over the limit is refused before it is read whole"
+    spec = responses["openapi"][1].json()
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert spec["paths"]["/v1/extract"]["post"]["security"] == [{"bearer": []}]
 
 
 def free_port() -> int:

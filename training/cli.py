@@ -333,19 +333,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--output", required=True, help="folder for the best checkpoint and the training state")
     defaults = TrainSettings()
-    train.add_argument("--epochs", type=int, default=defaults.epochs)
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training data")
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size, help="sentences per batch")
     train.add_argument("--lr", type=float, default=defaults.learning_rate, help="encoder learning rate")
     train.add_argument(
         "--head-lr", type=float, default=defaults.head_learning_rate, help="learning rate of the pointer heads"
     )
     train.add_argument("--warmup", type=float, default=defaults.warmup, help="fraction of steps spent warming up")
-    train.add_argument("--ema-decay", type=float, default=defaults.ema_decay)
+    train.add_argument(
+        "--ema-decay", type=float, default=defaults.ema_decay, help="weight of the past in the averaged weights kept"
+    )
     train.add_argument(
         "--max-length", type=int, default=defaults.max_length, help="tokens per sentence, special tokens included"
     )
     train.add_argument("--accumulate", type=int, default=defaults.accumulate, help="batches per optimizer step")
-    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
     train.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
     train.add_argument("--resume", action="store_true", help="continue from the training state in --output")
     train.add_argument("--overwrite", action="store_true", help="train into a non-empty --output, replacing it")
@@ -357,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--format", help=formats)
     evaluate.add_argument("--metrics-out", help="write the metrics as JSON here")
     evaluate.add_argument("--errors", help="write missed/spurious triples per sentence as JSON lines here")
-    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--batch-size", type=int, default=64, help="windows per batch")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     evaluate.set_defaults(run=command_evaluate)
 
@@ -369,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--input", help='JSON lines of {"text": ...} objects (other fields are kept) or strings; - for standard input'
     )
     extract.add_argument("--output", default="-", help="JSON lines out; - for standard output")
-    extract.add_argument("--batch-size", type=int, default=32)
+    extract.add_argument("--batch-size", type=int, default=32, help="windows per batch")
     extract.add_argument("--device", default="auto", help="auto, cpu or cuda")
     extract.set_defaults(run=command_extract)
 
