@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'if [ -n "${server:-}" ]; then kill "$server" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 
-.venv/bin/python -m triplex.training.demo --output "$work/demo" --sentences 600 --epochs 3 2>/dev/null
+.venv/bin/python -m triplex.training.demo --output "$work/demo" --sentences 600 --epochs 2 2>/dev/null
 python3 -m venv "$work/serve"
 "$work/serve/bin/pip" install --quiet "onnxruntime>=1.18" -r docker/requirements-serve.txt
 "$work/serve/bin/pip" install --quiet --no-deps .

@@ -127,9 +127,9 @@ def write_jsonl(examples: list[Example], path: Path) -> None:
             handle.write(json.dumps({"text": example.text, "triples": triples}, ensure_ascii=False) + "\n")
 
 
-def write_schema(path: Path) -> None:
+def write_schema(path: Path, relations: list[Relation] = RELATIONS) -> None:
     with open(path, "w", encoding="utf-8") as handle:
-        for relation in RELATIONS:
+        for relation in relations:
             row = {
                 "predicate": relation.predicate,
                 "subject_type": relation.subject_type,

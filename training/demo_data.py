@@ -1,0 +1,226 @@
+"""Sentences for the demo model: what it is taught, and what it is judged on.
+
+The demo knows four English relations (born_in, works_for, located_in, founded_by) between people,
+cities, countries and organisations. It learns from sentences filled into ``TRAIN_FORMS`` with names
+from the first half of each name list, plus negative sentences (``NEGATIVE_FORMS``: the same kinds of
+names in sentences that state none of these relations). It is judged on ``HELD_OUT_FORMS``, filled with
+names from the second half: forms and names it never saw.
+
+Chinese is taught in a few forms only (出生地, 任职于, 总部), and the demo answers those forms alone:
+MiniLM's English vocabulary lacks most Chinese characters (听说 becomes [UNK] [UNK]), so nothing beyond
+the forms can be learnt. For Chinese, train a multilingual encoder with ``triplex train``.
+"""
+
+from __future__ import annotations
+
+import random
+
+from triplex.model.schema import Entity, Relation, Triple
+from triplex.training.data import Example
+from triplex.training.sample import fill
+
+RELATIONS = [
+    Relation("born_in", "person", "city"),
+    Relation("works_for", "person", "organisation"),
+    Relation("located_in", "city", "country"),
+    Relation("founded_by", "organisation", "person"),
+    Relation("出生地", "人物", "地点"),
+    Relation("任职于", "人物", "机构"),
+    Relation("总部", "机构", "地点"),
+]
+TYPES = {relation.predicate: relation for relation in RELATIONS}
+
+FIRST = ["Alice", "Daniel", "Mei", "Carlos", "Ingrid", "Samuel", "Priya", "Lukas", "Fatima", "Oliver", "Elena",
+         "Jonas", "Amara", "Tom", "Grace", "Hiroshi", "Nadia", "Pedro", "Sofia", "Kwame", "Barack", "Marie",
+         "Ahmed", "Laura", "Ivan", "Chloe", "Rahul", "Anna", "Diego", "Yuki", "Omar", "Hannah"]  # fmt: skip
+LAST = ["Moreau", "Okafor", "Tanaka", "Ruiz", "Holm", "Reyes", "Nair", "Brandt", "Haddad", "Grant", "Petrova",
+        "Berg", "Diallo", "Becker", "Curie", "Silva", "Kowalski", "Novak", "Mensah", "Fischer", "Lopez", "Obama",
+        "Sato", "Khan", "Dubois", "Rossi", "Jensen", "Murphy", "Ivanova", "Costa", "Adeyemi", "Larsen"]  # fmt: skip
+CITIES = ["Lyon", "Nairobi", "Osaka", "Valencia", "Bergen", "Porto", "Leeds", "Quito", "Graz", "Adelaide", "Tartu",
+          "Munich", "Toronto", "Lagos", "Kyoto", "Seville", "Krakow", "Accra", "Geneva", "Boston", "Mumbai",
+          "Seattle", "Marseille", "Turin", "Bilbao", "Dublin", "Hamburg", "Lima", "Cork", "Malmo", "Brno", "Perth",
+          "Ghent", "Utrecht", "Salzburg", "Kumasi", "Nagoya", "Honolulu", "Chicago", "Denver"]  # fmt: skip
+COUNTRIES = ["France", "Kenya", "Japan", "Spain", "Norway", "Portugal", "England", "Ecuador", "Austria", "Estonia",
+             "Germany", "Canada", "Nigeria", "Poland", "Ghana", "Switzerland", "India", "Italy", "Ireland",
+             "the United States", "Peru", "Sweden", "Belgium", "Australia"]  # fmt: skip
+ORGANISATION_NAMES = ["Northwind", "Bluefield", "Kestrel", "Orbital", "Greenway", "Solace", "Harbor", "Vantage",
+                      "Pinecrest", "Atlas", "Meridian", "Copperleaf", "Lumen", "Silverline", "Redwood", "Summit",
+                      "Ironbridge", "Clearwater", "Oakmont", "Brightpath", "Falcon", "Granite", "Horizon",
+                      "Juniper"]  # fmt: skip
+ORGANISATION_KINDS = ["Labs", "Motors", "Foods", "Bank", "Audio", "Health", "Robotics", "Media", "Freight",
+                      "Insurance", "Games", "Pharma", "Airways", "Analytics", "Press", "Energy"]  # fmt: skip
+INSTITUTIONS = ["the University of {}", "the {} City Museum", "the {} Philharmonic", "the Bank of {}"]
+ZH_SURNAMES = ["张", "王", "李", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙", "马", "朱", "胡", "郭", "何",
+               "高", "林", "罗"]  # fmt: skip
+ZH_GIVEN = ["三", "伟", "芳", "娜", "洋", "静", "帆", "磊", "敏", "杰", "昊", "丽", "鹏", "婷", "强", "雪", "晨光",
+            "子涵", "建国", "思远", "雨桐", "志明"]  # fmt: skip
+ZH_CITIES = ["杭州", "成都", "西安", "南京", "武汉", "苏州", "青岛", "厦门", "长沙", "昆明", "北京", "上海", "广州",
+             "深圳", "天津", "重庆", "合肥", "济南", "福州", "大连", "沈阳", "郑州", "宁波", "无锡"]  # fmt: skip
+ZH_ORGANISATION_NAMES = ["星河", "远航", "青禾", "云帆", "海岳", "松石", "华光", "东方", "蓝海", "北辰", "金石", "清风",
+                         "天成", "恒远", "瑞丰", "新元", "万象", "龙腾", "紫光", "长青"]  # fmt: skip
+ZH_ORGANISATION_KINDS = ["科技", "汽车", "食品", "传媒", "银行", "音响", "电子", "物流", "保险", "医药", "证券",
+                         "出版社"]  # fmt: skip
+
+# Each form lists its triples as (subject slot, predicate, object slot); slots p and q are people.
+TRAIN_FORMS = [
+    ("{p} was born in {c}.", [("p", "born_in", "c")]),
+    ("{p}, who was born in {c}, works for {o}.", [("p", "born_in", "c"), ("p", "works_for", "o")]),
+    ("{o} was founded by {q} in {c}, a city in {n}.", [("o", "founded_by", "q"), ("c", "located_in", "n")]),
+    ("Born in {c}, {p} later joined {o}.", [("p", "born_in", "c"), ("p", "works_for", "o")]),
+    ("{c} is a city in {n}, and {p} was born there.", [("c", "located_in", "n"), ("p", "born_in", "c")]),
+    ("Since 2019 {p} has worked for {o}, which {q} founded.", [("p", "works_for", "o"), ("o", "founded_by", "q")]),
+    ("The engineer {p} works for {o}.", [("p", "works_for", "o")]),
+    ("We visited {c} in {n} last spring.", [("c", "located_in", "n")]),
+    ("{p} is an analyst at {o}.", [("p", "works_for", "o")]),
+    ("{q} started {o} in 2004, and {p} joined it soon after.", [("o", "founded_by", "q"), ("p", "works_for", "o")]),
+    ("{p} grew up far from {c}, the city where she was born.", [("p", "born_in", "c")]),
+    ("Located in {n}, {c} is known for its harbour.", [("c", "located_in", "n")]),
+    ("{o}, the company {q} set up, hired {p} as a designer.", [("o", "founded_by", "q"), ("p", "works_for", "o")]),
+    ("A native of {c}, {p} moved abroad at twenty.", [("p", "born_in", "c")]),
+    ("{p} has been employed by {o} for ten years.", [("p", "works_for", "o")]),
+    ("The founder of {o} is {q}.", [("o", "founded_by", "q")]),
+    ("{c}, {n}, hosted the meeting.", [("c", "located_in", "n")]),
+    ("{p} (born in {c}) now leads a team at {o}.", [("p", "born_in", "c"), ("p", "works_for", "o")]),
+    ("{o} employs {p} as a nurse.", [("p", "works_for", "o")]),
+    ("The birthplace of {p} is {c}.", [("p", "born_in", "c")]),
+    ("{c} lies in the south of {n}.", [("c", "located_in", "n")]),
+    ("{q} established {o} after leaving school.", [("o", "founded_by", "q")]),
+    ("In 1998 {p} took a job at {o}.", [("p", "works_for", "o")]),
+    ("{p}, a lawyer at {o}, spoke to reporters.", [("p", "works_for", "o")]),
+    ("{q} is the founder of {o}, and {p} works there.", [("o", "founded_by", "q"), ("p", "works_for", "o")]),
+    ("Most people in {c}, a town in {n}, know {p}.", [("c", "located_in", "n")]),
+    ("{p} came into the world in {c} in 1975.", [("p", "born_in", "c")]),
+    ("{zp}出生于{zc}。", [("zp", "出生地", "zc")]),
+    ("{zp}出生于{zc}，现任职于{zo}。", [("zp", "出生地", "zc"), ("zp", "任职于", "zo")]),
+    ("{zo}的总部位于{zc}，{zp}在那里工作。", [("zo", "总部", "zc"), ("zp", "任职于", "zo")]),
+    ("据报道，{zp}出生在{zc}。", [("zp", "出生地", "zc")]),
+    ("{zp}加入了{zo}，该公司总部设在{zc}。", [("zp", "任职于", "zo"), ("zo", "总部", "zc")]),
+    ("{zp}生于{zc}。", [("zp", "出生地", "zc")]),
+    ("{zp}是{zo}的一名员工。", [("zp", "任职于", "zo")]),
+    ("{zo}总部在{zc}。", [("zo", "总部", "zc")]),
+    ("{o} hired {p} in March.", [("p", "works_for", "o")]),
+    ("{o}, which {q} founded in 1990, opened an office in {c}.", [("o", "founded_by", "q")]),
+]
+# The same kinds of names in sentences that state none of the relations: the demo must stay silent.
+NEGATIVE_FORMS = [
+    "{p} likes jazz and long walks.",
+    "{p} and {q} met for coffee on Tuesday.",
+    "The weather in {c} was mild this week.",
+    "{o} reported higher sales this quarter.",
+    "{p} wrote a book about {n}.",
+    "Tickets to {c} are cheaper in winter.",
+    "{p} visited {c} twice last year.",
+    "{o} and {o2} signed a supply contract.",
+    "{p} praised {o} for its customer service.",
+    "The train from {c} to {c2} takes three hours.",
+    "{n} won the match against {n2}.",
+    "{p} lives near the river.",
+    "Nobody at {o} expected the storm.",
+    "{zp}喜欢在周末打篮球。",
+    "{zc}今天的天气很好。",
+    "{zo}发布了年度报告。",
+    "{zp}和{zq}一起去了{zc}旅游。",
+    "今天下午开会讨论预算。",
+    "The committee will meet again next month.",
+    "Prices rose by two percent in March.",
+    "{p} flew from {c} to {c2} on Monday.",
+    "Coffee from {n} is popular in {c}.",
+    "{p} read about {o} in the paper.",
+    "The road from {c} to {c2} was closed for repairs.",
+    "Famous across {n}, the band played in {c} last night.",
+    "{q} met {p} at a conference.",
+    "{zp}昨天去了{zc}出差。",
+    "{zo}在{zc}开了一家新店。",
+    "{zp}打算明年去{zc}看看。",
+    "{zp}在会上表扬了{zq}。",
+    "{c} and {c2} are both busy ports.",
+    "Visitors to {n} often stop in {c}.",
+]
+HELD_OUT_FORMS = [
+    ("{p} was born in {c} and worked for {o}.", [("p", "born_in", "c"), ("p", "works_for", "o")]),
+    ("According to her biography, {p} was born in {c}.", [("p", "born_in", "c")]),
+    ("{o}, which was founded by {q}, hired {p} last year.", [("o", "founded_by", "q"), ("p", "works_for", "o")]),
+    (
+        "Before moving away, {p}, a native of {c}, was employed by {o}.",
+        [("p", "born_in", "c"), ("p", "works_for", "o")],
+    ),
+    ("My colleague {p} works for {o} these days.", [("p", "works_for", "o")]),
+    ("The small city of {c} lies in {n}.", [("c", "located_in", "n")]),
+    ("{q}, the founder of {o}, gave a speech yesterday.", [("o", "founded_by", "q")]),
+    ("Last year {o} employed {p} and two other chemists.", [("p", "works_for", "o")]),
+    ("Born in {c}, {p} has worked for {o} since 2015.", [("p", "born_in", "c"), ("p", "works_for", "o")]),
+    ("{p} now works at {o}, the firm {q} founded.", [("p", "works_for", "o"), ("o", "founded_by", "q")]),
+]
+
+
+def halves(values: list[str], held_out: bool) -> list[str]:
+    return values[len(values) // 2 :] if held_out else values[: len(values) // 2]
+
+
+def name_pools(held_out: bool) -> dict[str, list[str]]:
+    """Training names from the first half of each list; held-out names from the second half, so that
+    held-out sentences hold names the model never saw."""
+    people = [f"{first} {last}" for first in halves(FIRST, held_out) for last in halves(LAST, held_out)]
+    cities = halves(CITIES, held_out)
+    organisations = [f"{name} {kind}" for name in halves(ORGANISATION_NAMES, held_out) for kind in ORGANISATION_KINDS]
+    organisations += [pattern.format(city) for pattern in INSTITUTIONS for city in cities]
+    zh_people = [surname + given for surname in halves(ZH_SURNAMES, held_out) for given in ZH_GIVEN]
+    zh_organisations = [
+        name + kind for name in halves(ZH_ORGANISATION_NAMES, held_out) for kind in ZH_ORGANISATION_KINDS
+    ]
+    countries = halves(COUNTRIES, held_out)
+    return {
+        "p": people,
+        "q": people,
+        "c": cities,
+        "c2": cities,
+        "n": countries,
+        "n2": countries,
+        "o": organisations,
+        "o2": organisations,
+        "zp": zh_people,
+        "zq": zh_people,
+        "zc": halves(ZH_CITIES, held_out),
+        "zo": zh_organisations,
+    }
+
+
+def distinct_values(rng: random.Random, pools: dict[str, list[str]]) -> dict[str, str]:
+    """One name per slot; the paired slots (p and q, c and c2...) never hold the same name."""
+    values = {slot: rng.choice(pool) for slot, pool in pools.items()}
+    for second, first in (("q", "p"), ("c2", "c"), ("n2", "n"), ("o2", "o"), ("zq", "zp")):
+        while values[second] == values[first]:
+            values[second] = rng.choice(pools[second])
+    return values
+
+
+def make(form: str, triples: list[tuple[str, str, str]], values: dict[str, str]) -> Example:
+    text, spans = fill(form, values)
+    text = text[:1].upper() + text[1:]  # "the University of ..." opening a sentence
+
+    def entity(slot: str, kind: str) -> Entity:
+        start, end = spans[slot]
+        return Entity(text[start:end], start, end, kind)
+
+    found = []
+    for subject_slot, predicate, object_slot in triples:
+        relation = TYPES[predicate]
+        found.append(
+            Triple(entity(subject_slot, relation.subject_type), predicate, entity(object_slot, relation.object_type))
+        )
+    return Example(text, found)
+
+
+def demo_sentences(count: int, seed: int, held_out: bool = False, negatives: float = 0.3) -> list[Example]:
+    """``count`` labelled sentences; a ``negatives`` share of them state no relation (training only)."""
+    rng = random.Random(seed)
+    pools = name_pools(held_out)
+    forms = HELD_OUT_FORMS if held_out else TRAIN_FORMS
+    examples = []
+    for _ in range(count):
+        values = distinct_values(rng, pools)
+        if not held_out and rng.random() < negatives:
+            examples.append(make(rng.choice(NEGATIVE_FORMS), [], values))
+        else:
+            examples.append(make(*rng.choice(forms), values))
+    return examples
