@@ -77,6 +77,8 @@ def test_evaluate_writes_metrics_and_errors(cli_model: Path, sample_files: dict[
     # make CPU training not bit-exact); an untrained model scores about 0
     assert metrics["sentences"] == 16 and metrics["f1"] > 0.7
     assert "born_in" in metrics["per_predicate"] and "exact P" in result.stdout
+    assert all(type(figures["gold"]) is int for figures in metrics["per_predicate"].values())
+    assert "gold True" not in result.stdout and "gold False" not in result.stdout
     for line in errors_file.read_text().splitlines():
         record = json.loads(line)
         assert record["missed"] or record["spurious"]
@@ -271,3 +273,21 @@ def test_model_card_names_the_data_and_every_epoch(cli_model: Path, sample_files
     assert digest in card and {f["role"] for f in facts["files"]} == {"train", "dev", "schema"}
     assert len(facts["epochs"]) == 40 and f"| {facts['best']['epoch']} |" in card
     assert facts["settings"]["epochs"] == 40 and "## Settings" in card
+
+
+def test_quiet_prints_only_the_result(cli_model: Path) -> None:
+    result = triplex("extract", "--model", str(cli_model), "--text", "Mei Tanaka.", "--quiet")
+    assert result.returncode == 0 and result.stderr == "" and json.loads(result.stdout)["text"] == "Mei Tanaka."
+
+
+def test_progress_off_a_terminal_is_a_plain_line_now_and_then(capsys, monkeypatch) -> None:
+    from triplex.model import progress as progress_module
+
+    monkeypatch.setattr(progress_module, "PLAIN_EVERY_S", 0.0)
+    bar = progress_module.progress(4, "extract", "text")  # pytest's stderr is no terminal
+    assert isinstance(bar, progress_module.PlainProgress)
+    bar.update(2)
+    line = capsys.readouterr().err
+    assert line.startswith("extract: 2/4 texts (50%), ") and line.endswith("/s\n") and "\r" not in line
+    monkeypatch.setitem(progress_module.settings, "quiet", True)
+    assert progress_module.progress(4, "extract", "text").disable

@@ -373,3 +373,13 @@ def test_schemathesis_finds_no_server_errors(server) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+def test_json_log_lines(trained: tuple[Path, Path]) -> None:
+    process, url = start_server(trained[1], TRIPLEX_LOG_FORMAT="json")
+    httpx.get(f"{url}/health/live")
+    stop(process)
+    lines = [line for line in process.stdout.read().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert any("Application startup complete" in record["message"] for record in records)
+    assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)

@@ -151,6 +151,8 @@ def train(
         log(f"distributed: {world} processes, backend {dist.get_backend()}, device {device.type}")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    if not settings.resume and main_process:
+        (output / LOG_FILE).unlink(missing_ok=True)  # a fresh run (--overwrite) starts a fresh log
     torch.manual_seed(settings.seed)
 
     model = PointerExtractor(load_encoder(encoder_name), len(relations)).to(device)
