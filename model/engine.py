@@ -95,7 +95,10 @@ class Engine:
                 str(folder / OBJECTS_FILE), session_options(threads, False, on_gpu), providers=providers
             )
         except Exception as error:  # corrupt files surface as many different onnxruntime/json errors
-            raise ExportError(f"cannot load the export in '{folder}': {str(error).splitlines()[0]}") from None
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ExportError(
+                f"cannot load the export in '{folder}' ({reason}); a file is truncated or corrupt: export it again"
+            ) from None
         if [output.name for output in self.objects.get_outputs()] != ["object_positions", "object_probs"]:
             raise ExportError(f"'{folder}' was exported by an older triplex; export it again with 'triplex export'")
         self.provider = self.encoder.get_providers()[0]
