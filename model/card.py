@@ -30,7 +30,8 @@ def model_card(config: ExtractorConfig) -> str:
         + (", ..." if len({r.predicate for r in config.relations}) > 20 else "")
         + ")",
         f"- max length {config.max_length} tokens per window, {config.window_stride} shared by consecutive windows",
-        f"- thresholds: start {config.thresholds.start}, end {config.thresholds.end}",
+        f"- thresholds: start {config.thresholds.start}, end {config.thresholds.end}"
+        + (f" ({training['thresholds']['chosen']})" if training.get("thresholds") else ""),
     ]
     if training.get("files"):
         lines += ["", "## Training data", ""]

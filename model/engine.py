@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from triplex.model.pipeline import Extraction, Extractor
-from triplex.model.schema import CONFIG_FILE, ENCODER_FILE, OBJECTS_FILE, ExtractorConfig
+from triplex.model.schema import CONFIG_FILE, ENCODER_FILE, OBJECTS_FILE, ExtractorConfig, Thresholds
 from triplex.model.tokenize import TOKENIZER_FILE, load_tokenizer
 
 EXPORT_FILES = (ENCODER_FILE, OBJECTS_FILE, TOKENIZER_FILE, CONFIG_FILE)
@@ -76,8 +76,15 @@ class Engine:
     """Extracts triples with an exported model; ``extract`` takes a batch of texts."""
 
     def __init__(
-        self, folder: str | Path, provider: str = "auto", threads: int = 0, batch_size: int = 32, spinning: bool = True
+        self,
+        folder: str | Path,
+        provider: str = "auto",
+        threads: int = 0,
+        batch_size: int = 32,
+        spinning: bool = True,
+        thresholds: Thresholds | None = None,
     ) -> None:
+        """``thresholds``: instead of the export's own (chosen on dev data at training time)."""
         folder = Path(folder)
         check_export_folder(folder)
         providers = choose_providers(provider)
@@ -101,6 +108,8 @@ class Engine:
             ) from None
         if [output.name for output in self.objects.get_outputs()] != ["object_positions", "object_probs"]:
             raise ExportError(f"'{folder}' was exported by an older triplex; export it again with 'triplex export'")
+        if thresholds is not None:
+            self.config.thresholds = thresholds
         self.provider = self.encoder.get_providers()[0]
         if provider != "auto" and self.provider != providers[0]:  # onnxruntime falls back without failing
             raise ExportError(f"provider '{provider}' could not be loaded (running on {self.provider} instead)")

@@ -91,6 +91,18 @@ class Thresholds:
     start: float = 0.6
     end: float = 0.5
 
+    @classmethod
+    def parse(cls, text: str) -> Thresholds:
+        """``"START,END"``, each between 0 and 1 (as ``--thresholds`` and ``TRIPLEX_THRESHOLDS`` take them)."""
+        parts = text.split(",")
+        try:
+            start, end = (float(part) for part in parts)
+        except ValueError:
+            raise ValueError(f"thresholds '{text}': give two numbers, START,END (such as 0.6,0.5)") from None
+        if not (0 < start < 1 and 0 < end < 1):
+            raise ValueError(f"thresholds '{text}': each must lie between 0 and 1")
+        return cls(start, end)
+
 
 @dataclass
 class ExportInfo:

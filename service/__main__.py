@@ -28,9 +28,12 @@ def serve(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="port (TRIPLEX_PORT, default 8000)")
     parser.add_argument("--workers", type=int, help="HTTP front-end processes (TRIPLEX_WORKERS, default 1)")
     parser.add_argument("--provider", help="auto, cuda or cpu (TRIPLEX_PROVIDER)")
+    parser.add_argument(
+        "--thresholds", metavar="START,END", help="pointer thresholds instead of the model's own (TRIPLEX_THRESHOLDS)"
+    )
     args = parser.parse_args(argv)
     # flags win over the environment; worker processes read the environment
-    for name in ("model", "host", "port", "workers", "provider"):
+    for name in ("model", "host", "port", "workers", "provider", "thresholds"):
         value = getattr(args, name)
         if value is not None:
             os.environ[f"TRIPLEX_{'MODEL_DIR' if name == 'model' else name.upper()}"] = str(value)

@@ -252,6 +252,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.config, service.tokenizer = load_front_end(Path(settings.model_dir))
+        service.config.thresholds = settings.chosen_thresholds() or service.config.thresholds  # as the engine's
         socket_path, supervisor = settings.engine_socket, None
         if socket_path is None:  # run on its own (tests, plain uvicorn): start an engine process of its own
             socket_path = str(Path(tempfile.mkdtemp(prefix="triplex-")) / "engine.sock")

@@ -248,7 +248,13 @@ def main() -> int:
     try:
         # No spinning: this process shares the cores with the front ends, and ONNX Runtime's threads
         # spinning between runs took them (measured on 2 cores, int8, concurrency 32: 258 -> 324 requests/s).
-        engine = Engine(settings.model_dir, settings.provider, settings.threads, spinning=False)
+        engine = Engine(
+            settings.model_dir,
+            settings.provider,
+            settings.threads,
+            spinning=False,
+            thresholds=settings.chosen_thresholds(),
+        )
     except ExportError as error:
         print(f"triplex: error: {error}", file=sys.stderr, flush=True)
         return 2

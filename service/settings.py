@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from triplex.model.schema import Thresholds
 
 
 class SettingsError(ValueError):
@@ -33,12 +35,25 @@ class Settings(BaseSettings):
         32 * 1024 * 1024, ge=1, description="bytes per request body; larger bodies get 413 without being read whole"
     )
     request_timeout_s: float = Field(30.0, gt=0, description="a request waiting longer gets 504")
+    thresholds: str | None = Field(
+        None, description="START,END pointer thresholds instead of the model's own (chosen on dev data)"
+    )
     access_log: bool = Field(False, description="log every request (uvicorn's access log); costs CPU under load")
     log_format: Literal["text", "json"] = Field("text", description="text, or json: one JSON object per log line")
     api_key: SecretStr | None = Field(None, description="when set, requests need `Authorization: Bearer <key>`")
     engine_socket: str | None = Field(
         None, description="Unix socket of a running engine process (set by `triplex serve`; unset: the app starts one)"
     )
+
+    @field_validator("thresholds")
+    @classmethod
+    def valid_thresholds(cls, value: str | None) -> str | None:
+        if value is not None:
+            Thresholds.parse(value)
+        return value
+
+    def chosen_thresholds(self) -> Thresholds | None:
+        return Thresholds.parse(self.thresholds) if self.thresholds else None
 
     @classmethod
     def read(cls, **values) -> Settings:

@@ -132,9 +132,7 @@ def test_bad_input_gives_one_line_errors(sample_files: dict[str, Path], tiny_enc
     missing_encoder = ["--encoder", str(tmp_path / "no-such-encoder"), "--output", str(tmp_path / "out")]
     assert_one_line_error(triplex("train", "--train", train, "--dev", dev, *missing_encoder), "not a model folder")
     assert_one_line_error(triplex("evaluate", "--model", str(tmp_path), "--data", dev), "trained model folder")
-    assert_one_line_error(
-        triplex("extract", "--model", str(tmp_path / "x"), "--text", "a"), "trained model folder"
-    )
+    assert_one_line_error(triplex("extract", "--model", str(tmp_path / "x"), "--text", "a"), "trained model folder")
 
 
 def bad_cases(files: dict[str, Path], encoder: Path, trained: tuple[Path, Path], tmp: Path) -> dict[str, tuple]:

@@ -383,3 +383,22 @@ def test_json_log_lines(trained: tuple[Path, Path]) -> None:
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     assert any("Application startup complete" in record["message"] for record in records)
     assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)
+
+
+def test_thresholds_chosen_on_dev_reach_the_export_and_the_service(trained: tuple[Path, Path]) -> None:
+    checkpoint, export = (json.loads((folder / "extractor.json").read_text()) for folder in trained)
+    chosen = checkpoint["training"]["thresholds"]
+    assert chosen["chosen"] == "on dev" and checkpoint["thresholds"] == export["thresholds"]
+    assert checkpoint["thresholds"] == {"start": chosen["start"], "end": chosen["end"]}
+    best = max(row["f1"] for row in chosen["tried"])
+    assert next(r for r in chosen["tried"] if (r["start"], r["end"]) == (chosen["start"], chosen["end"]))["f1"] == best
+
+    async def work(client: httpx.AsyncClient):
+        model = (await client.get("/v1/model")).json()
+        found = (await client.post("/v1/extract", json={"texts": TEXTS})).json()["results"]
+        return model["thresholds"], sum(len(result["triples"]) for result in found)
+
+    own = asyncio.run(with_client(create_app(settings(trained[1])), work))
+    strict = asyncio.run(with_client(create_app(settings(trained[1], thresholds="0.999,0.999")), work))
+    assert own[0] == export["thresholds"] and strict[0] == {"start": 0.999, "end": 0.999}
+    assert own[1] > strict[1], "the engine decodes at the thresholds the setting gives"

@@ -18,7 +18,7 @@ from triplex import ModelError, __version__
 from triplex.model.engine import is_export
 from triplex.model.progress import progress
 from triplex.model.progress import settings as progress_settings
-from triplex.model.schema import CONFIG_FILE
+from triplex.model.schema import CONFIG_FILE, Thresholds
 from triplex.model.tokenize import lone_surrogate
 from triplex.training.data import (
     FORMATS,
@@ -122,19 +122,26 @@ def check_device(device: str) -> None:
             raise CliError(f"--device {device}: PyTorch sees no CUDA GPU here; use --device cpu (or auto)")
 
 
-def load_model(path: str, device: str, batch_size: int = 32):
+def load_model(path: str, device: str, batch_size: int = 32, thresholds: str | None = None):
     """The ``Extractor`` of ``triplex.load``: an export folder (ONNX Runtime) or a checkpoint (PyTorch)."""
     import triplex
 
     try:
-        return triplex.load(path, provider=device, batch_size=batch_size).extractor
-    except triplex.ModelError as error:
+        chosen = Thresholds.parse(thresholds) if thresholds else None
+        pair = (chosen.start, chosen.end) if chosen else None
+        return triplex.load(path, provider=device, batch_size=batch_size, thresholds=pair).extractor
+    except (triplex.ModelError, ValueError) as error:
         raise CliError(str(error)) from None
 
 
 def command_train(args: argparse.Namespace) -> None:
     if args.epochs < 1:
         raise CliError(f"--epochs {args.epochs}: train for at least 1 epoch")
+    if args.thresholds:
+        try:
+            Thresholds.parse(args.thresholds)
+        except ValueError as error:
+            raise CliError(f"--thresholds: {error}") from None
     output = check_output_folder(args.output, overwrite=args.overwrite or args.resume)
     if args.resume and not (output / STATE_FILE).is_file():
         raise CliError(f"--resume: '{args.output}' holds no training state ({STATE_FILE}); train without --resume")
@@ -168,6 +175,7 @@ def command_train(args: argparse.Namespace) -> None:
         device=args.device,
         accumulate=args.accumulate,
         resume=args.resume,
+        thresholds=args.thresholds,
     )
     files = [fingerprint(role, path) for role, path in (("train", args.train), ("dev", args.dev), ("schema", schema))]
     try:
@@ -205,7 +213,7 @@ def command_evaluate(args: argparse.Namespace) -> None:
     check_output_file(args.metrics_out, "--metrics-out")
     check_output_file(args.errors, "--errors")
     examples, _, format, summary = read_dataset(args.data, args.format)
-    extractor = load_model(args.model, args.device, args.batch_size)
+    extractor = load_model(args.model, args.device, args.batch_size, args.thresholds)
     log(f"read {args.data} as {format}: {summary.line()}")
     check_schema(extractor.config.relations, examples, Path(args.data))
     started = time.perf_counter()
@@ -238,7 +246,7 @@ def command_extract(args: argparse.Namespace) -> None:
         records = read_records(args.input)
         if not records:
             log(f"warning: {args.input} holds no texts; nothing to extract")
-    extractor = load_model(args.model, args.device, args.batch_size)
+    extractor = load_model(args.model, args.device, args.batch_size, args.thresholds)
     if args.text is not None:
         found = extractor.extract([args.text])[0]
         print(json.dumps(as_json(records[0], found), ensure_ascii=False, indent=2))
@@ -350,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
     train.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
     train.add_argument("--resume", action="store_true", help="continue from the training state in --output")
+    train.add_argument(
+        "--thresholds", metavar="START,END", help="keep these pointer thresholds (default: the best on --dev)"
+    )
     train.add_argument("--overwrite", action="store_true", help="train into a non-empty --output, replacing it")
     train.set_defaults(run=command_train)
 
@@ -361,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--errors", help="write missed/spurious triples per sentence as JSON lines here")
     evaluate.add_argument("--batch-size", type=int, default=64, help="windows per batch")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    evaluate.add_argument(
+        "--thresholds", metavar="START,END", help="pointer thresholds instead of the model's own (chosen on dev data)"
+    )
     evaluate.set_defaults(run=command_evaluate)
 
     extract = command("extract", "print the triples of a text, or of a file of texts, as JSON")
@@ -373,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--output", default="-", help="JSON lines out; - for standard output")
     extract.add_argument("--batch-size", type=int, default=32, help="windows per batch")
     extract.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    extract.add_argument(
+        "--thresholds", metavar="START,END", help="pointer thresholds instead of the model's own (chosen on dev data)"
+    )
     extract.set_defaults(run=command_extract)
 
     export = command("export", "export a trained model to ONNX, checked against PyTorch")

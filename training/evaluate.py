@@ -6,7 +6,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from triplex.model.schema import Triple
+from triplex.model.schema import Thresholds, Triple
+
+STARTS = (0.3, 0.4, 0.5, 0.6, 0.7)  # the start thresholds tried on dev, then the end ones
+ENDS = (0.3, 0.4, 0.5, 0.6)
 
 
 def ratios(correct: int, predicted: int, gold: int) -> dict[str, float]:
@@ -61,3 +64,25 @@ def write_errors(path: Path, texts: list[str], gold: list[list[Triple]], predict
                 )
                 written += 1
     return written
+
+
+def choose_thresholds(extractor, texts: list[str], gold: list[list[Triple]]) -> tuple[Thresholds, list[dict]]:
+    """The start/end thresholds with the best F1 on ``texts``: the start threshold first (end at its
+    default), then the end threshold at the best start; on a tie the default pair. Sets them on the
+    extractor's config; returns them and every pair tried with its figures."""
+    config, tried = extractor.config, {}
+
+    def f1_at(start: float, end: float) -> float:
+        if (start, end) not in tried:
+            config.thresholds = Thresholds(start, end)
+            found = [result.triples for result in extractor.extract(texts)]
+            figures = score(gold, found)
+            tried[start, end] = {key: figures[key] for key in ("precision", "recall", "f1")}
+        return tried[start, end]["f1"]
+
+    default = Thresholds()
+    preference = lambda pair: (f1_at(*pair), pair == (default.start, default.end))  # noqa: E731
+    start = max(((value, default.end) for value in STARTS), key=preference)[0]
+    start, end = max(((start, value) for value in ENDS), key=preference)
+    config.thresholds = Thresholds(start, end)
+    return config.thresholds, [{"start": s, "end": e, **figures} for (s, e), figures in sorted(tried.items())]

@@ -22,3 +22,4 @@ class TrainSettings:
     accumulate: int = 1
     eval_batch_size: int = 64
     resume: bool = False
+    thresholds: str | None = None  # "START,END" to keep; None: chosen on dev after training

@@ -21,15 +21,16 @@ from triplex.model.network import (
     SUBJECT_POWER,
     PointerExtractor,
     load_encoder,
+    load_extractor,
     save_extractor,
     torch_runners,
 )
 from triplex.model.pipeline import Extractor
 from triplex.model.progress import progress
-from triplex.model.schema import ExtractorConfig, Relation
+from triplex.model.schema import ExtractorConfig, Relation, Thresholds
 from triplex.model.tokenize import TOKENIZER_FILE, encode, split_cjk_characters
 from triplex.training.data import Example, Summary
-from triplex.training.evaluate import score
+from triplex.training.evaluate import choose_thresholds, score
 from triplex.training.settings import STATE_FILE, TrainSettings
 from triplex.training.targets import collate, length_batches, make_features, pointer_loss
 
@@ -115,6 +116,37 @@ def warmup_then_linear(total_steps: int, warmup_steps: int):
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
     return factor
+
+
+def choose_on_dev(
+    output: Path,
+    tokenizer,
+    config: ExtractorConfig,
+    dev_examples: list[Example],
+    settings: TrainSettings,
+    device: torch.device,
+    log,
+) -> None:
+    """The kept checkpoint's start/end thresholds: fixed by ``settings.thresholds``, else those with the
+    best dev F1 (the checkpoint was chosen at the default pair)."""
+    if settings.thresholds:
+        config.thresholds = Thresholds.parse(settings.thresholds)
+        config.training["thresholds"] = {"chosen": "given", **vars(config.thresholds)}
+        return
+    if not any(example.triples for example in dev_examples):
+        return
+    model, _ = load_extractor(output)
+    runners = torch_runners(model.to(device))
+    extractor = Extractor(tokenizer, config, *runners, settings.eval_batch_size, overlap=device.type == "cuda")
+    texts, gold = [example.text for example in dev_examples], [example.triples for example in dev_examples]
+    chosen, tried = choose_thresholds(extractor, texts, gold)
+    best = next(row for row in tried if (row["start"], row["end"]) == (chosen.start, chosen.end))
+    at_default = next((row for row in tried if (row["start"], row["end"]) == (0.6, 0.5)), best)
+    config.training["thresholds"] = {"chosen": "on dev", "start": chosen.start, "end": chosen.end, "tried": tried}
+    log(
+        f"thresholds chosen on dev: start {chosen.start}, end {chosen.end} (dev F1 {best['f1']:.4f}, "
+        f"P {best['precision']:.4f} R {best['recall']:.4f}; at 0.6/0.5: F1 {at_default['f1']:.4f})"
+    )
 
 
 def pick_examples(examples: list[Example], count: int = 6, max_chars: int = 300) -> list[str]:
@@ -271,6 +303,7 @@ def train(
         if world > 1:
             dist.barrier()
     if main_process:
+        choose_on_dev(output, tokenizer, config, dev_examples, settings, device, log)
         config.save(output)  # the model card lists every epoch, not only those up to the kept one
     if world > 1:
         shared = [best]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import overload
 
 from triplex.model.pipeline import Extraction, Extractor
-from triplex.model.schema import CONFIG_FILE, Entity, ExtractorConfig, Triple
+from triplex.model.schema import CONFIG_FILE, Entity, ExtractorConfig, Thresholds, Triple
 from triplex.model.tokenize import lone_surrogate
 
 try:
@@ -67,17 +67,23 @@ class TripleExtractor:
         return self.extractor.extract(list(texts), progress)
 
 
-def load(path: str | Path, provider: str = "auto", batch_size: int = 32) -> TripleExtractor:
+def load(
+    path: str | Path, provider: str = "auto", batch_size: int = 32, thresholds: tuple[float, float] | None = None
+) -> TripleExtractor:
     """A ``TripleExtractor`` over an export folder (ONNX Runtime) or a training checkpoint (PyTorch).
 
-    ``provider``: ``auto`` (CUDA when available, else the CPU), ``cuda`` or ``cpu``.
+    ``provider``: ``auto`` (CUDA when available, else the CPU), ``cuda`` or ``cpu``. ``thresholds``:
+    (start, end) pointer thresholds instead of the model's own, which training chose on dev data.
     """
+    if thresholds is not None and not all(0 < value < 1 for value in thresholds):
+        raise ModelError(f"thresholds {thresholds}: each must lie between 0 and 1")
+    chosen = Thresholds(*thresholds) if thresholds is not None else None
     from triplex.model.engine import Engine, ExportError, is_export
 
     folder = Path(path).expanduser()
     if is_export(folder):
         try:
-            return TripleExtractor(Engine(folder, provider=provider, batch_size=batch_size).extractor)
+            return TripleExtractor(Engine(folder, provider, batch_size=batch_size, thresholds=chosen).extractor)
         except ExportError as error:
             raise ModelError(str(error)) from None
     if not (folder / CONFIG_FILE).is_file():
@@ -101,6 +107,7 @@ def load(path: str | Path, provider: str = "auto", batch_size: int = 32) -> Trip
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError("provider 'cuda' asked for, but PyTorch sees no CUDA GPU here; use cpu")
     model, config = load_extractor(folder)
+    config.thresholds = chosen or config.thresholds
     runners = torch_runners(model.to(device))
     return TripleExtractor(
         Extractor(load_tokenizer(folder), config, *runners, batch_size, overlap=device.startswith("cuda"))
