@@ -141,11 +141,6 @@ def encode_windows(tokenizer: Tokenizer, texts: list[str], max_length: int, stri
     return result
 
 
-def encode(tokenizer: Tokenizer, texts: list[str], max_length: int) -> list[Encoded]:
-    """Tokenize ``texts``, cutting each at ``max_length`` tokens (training: one window per sentence)."""
-    return [windows[0] for windows in encode_windows(tokenizer, texts, max_length, 0)]
-
-
 def pad(sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Stack token ids padded to the longest: ``input_ids`` and ``attention_mask``, both int64."""
     lengths = np.fromiter((len(ids) for ids in sequences), np.int64, len(sequences))

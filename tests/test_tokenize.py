@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from triplex.model.tokenize import encode, encode_windows, pad, split_cjk_characters
+from triplex.model.tokenize import Encoded, encode_windows, pad, split_cjk_characters
 
 from .conftest import shared_path
 
@@ -72,6 +72,11 @@ def test_chinese_is_split_per_character() -> None:
     pieces = [item.text[s:e] for s, e in zip(item.starts[item.content], item.ends[item.content])]
     assert "".join(pieces) == "由故宫出版社出版"
     assert all(len(piece) == 1 for piece in pieces)
+
+
+def encode(tokenizer: Tokenizer, texts: list[str], max_length: int) -> list[Encoded]:
+    """Each text's first window."""
+    return [windows[0] for windows in encode_windows(tokenizer, texts, max_length, 0)]
 
 
 def test_truncation_and_padding(tiny_encoder: Path) -> None:

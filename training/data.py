@@ -51,7 +51,8 @@ class Summary:
             "case_mismatch",
             "not_found",
             "duplicate",
-            "truncated",
+            "windows",
+            "fits_no_window",
             "not_token_aligned",
         )
         return ", ".join(f"{key.replace('_', ' ')} {self.counts[key]}" for key in order if key in self.counts)

@@ -34,23 +34,36 @@ def relation_triples(triple: Triple) -> list[tuple[str, Span, Span]]:
 
 
 def make_features(
-    examples: list[Example], encoded: list[Encoded], labels: list[str], summary: Summary
+    examples: list[Example], windows: list[list[Encoded]], labels: list[str], summary: Summary
 ) -> list[Feature]:
-    """Pointer targets for every example; spans that do not align with tokens or were cut off are counted."""
+    """Pointer targets for every window of every example (the windows inference reads), each window with
+    the triples that lie wholly inside it. A triple inside no window is counted: ``fits_no_window`` when it
+    is longer than a window, ``not_token_aligned`` when an entity edge falls inside a token."""
     index = {label: position for position, label in enumerate(labels)}
     features = []
-    for example, item in zip(examples, encoded):
-        feature = Feature(item.ids)
+    for example, text_windows in zip(examples, windows):
+        text_features = [Feature(window.ids) for window in text_windows]
         for triple in example.triples:
             for label, subject, obj in relation_triples(triple):
-                subject_tokens, object_tokens = item.token_span(*subject), item.token_span(*obj)
-                if subject_tokens is None or object_tokens is None:
-                    cut_off = max(subject[1], obj[1]) > item.ends.max(initial=0)
-                    summary.counts["truncated" if cut_off else "not_token_aligned"] += 1
-                    continue
-                feature.objects.setdefault(subject_tokens, []).append((index[label], *object_tokens))
-        features.append(feature)
+                placed = False
+                for window, feature in zip(text_windows, text_features):
+                    subject_tokens, object_tokens = window.token_span(*subject), window.token_span(*obj)
+                    if subject_tokens is not None and object_tokens is not None:
+                        feature.objects.setdefault(subject_tokens, []).append((index[label], *object_tokens))
+                        placed = True
+                if not placed:
+                    first, last = min(subject[0], obj[0]), max(subject[1], obj[1])
+                    covered = any(covers(window, first, last) for window in text_windows)
+                    summary.counts["not_token_aligned" if covered else "fits_no_window"] += 1
+        features += text_features
+    summary.counts["windows"] += len(features)
     return features
+
+
+def covers(window: Encoded, first: int, last: int) -> bool:
+    """Whether the window's tokens cover the characters first..last."""
+    content = window.starts >= 0
+    return bool(content.any()) and window.starts[content].min() <= first and last <= window.ends[content].max()
 
 
 @dataclass

@@ -28,7 +28,7 @@ from triplex.model.network import (
 from triplex.model.pipeline import Extractor
 from triplex.model.progress import progress
 from triplex.model.schema import ExtractorConfig, Relation, Thresholds
-from triplex.model.tokenize import TOKENIZER_FILE, encode, split_cjk_characters
+from triplex.model.tokenize import TOKENIZER_FILE, encode_windows, split_cjk_characters
 from triplex.training.data import Example, Summary
 from triplex.training.evaluate import choose_thresholds, score
 from triplex.training.settings import STATE_FILE, TrainSettings
@@ -196,8 +196,11 @@ def train(
     tokenizer = prepare_tokenizer(encoder_name, config.split_cjk)
     if main_process:
         tokenizer.save(str(output / TOKENIZER_FILE))
-    train_encoded = encode(tokenizer, [example.text for example in train_examples], max_length)
-    features = make_features(train_examples, train_encoded, config.labels, summary)
+    # the windows inference reads: a long sentence is cut into overlapping windows, none is truncated
+    texts = [example.text for example in train_examples]
+    features = make_features(
+        train_examples, encode_windows(tokenizer, texts, max_length, config.window_stride), config.labels, summary
+    )
     log(f"training data: {len(features)} sentences; {summary.line() or 'every triple placed'}")
 
     optimizer = make_optimizer(model, settings)

@@ -1,0 +1,60 @@
+"""Training reads a long sentence as inference does: overlapping windows, each with the triples inside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from triplex.model.schema import Entity, Triple
+from triplex.model.tokenize import encode_windows
+from triplex.training.data import Example, Summary
+from triplex.training.sample import RELATIONS, generate
+from triplex.training.targets import make_features
+
+
+def long_example() -> Example:
+    """Thirty generated sentences as one text, their triples moved to its offsets, and one triple whose
+    subject and object lie far apart (longer than a window)."""
+    text, triples = "", []
+    for example in generate(30, seed=21):
+        shift = len(text)
+        for t in example.triples:
+            moved = [Entity(e.text, e.start + shift, e.end + shift, e.type) for e in (t.subject, t.object)]
+            triples.append(Triple(moved[0], t.predicate, moved[1]))
+        text += example.text + " "
+    far = Triple(triples[0].subject, "works_for", triples[-1].object)
+    return Example(text, [*triples, far])
+
+
+def test_long_sentence_trains_on_windows_with_exactly_their_triples(tiny_encoder: Path) -> None:
+    tokenizer = Tokenizer.from_file(str(tiny_encoder / "tokenizer.json"))
+    example = long_example()
+    windows = encode_windows(tokenizer, [example.text], 48, 12)[0]
+    labels = [relation.label for relation in RELATIONS]
+    summary = Summary()
+    features = make_features([example], [windows], labels, summary)
+    assert len(windows) > 5 and len(features) == len(windows) and summary.counts["windows"] == len(windows)
+    placed = set()
+    for window, feature in zip(windows, features):
+        content = window.starts >= 0
+        low, high = window.starts[content].min(), window.ends[content].max()
+        # the window's targets, read back as character offsets of the whole text
+        chars = lambda first, last: (int(window.starts[first]), int(window.ends[last]))  # noqa: E731
+        found = {
+            (labels[relation], chars(s, e), chars(os, oe))
+            for (s, e), objects in feature.objects.items()
+            for relation, os, oe in objects
+        }
+        inside = {
+            (t.predicate, (t.subject.start, t.subject.end), (t.object.start, t.object.end))
+            for t in example.triples
+            if low <= min(t.subject.start, t.object.start) and max(t.subject.end, t.object.end) <= high
+        }
+        assert found == inside
+        for _, subject, obj in found:
+            assert example.text[slice(*subject)] in {t.subject.text for t in example.triples}
+            assert example.text[slice(*obj)] in {t.object.text for t in example.triples}
+        placed |= found
+    assert len(placed) == len(example.triples) - 1  # every triple but the far one is trained somewhere
+    assert summary.counts["fits_no_window"] == 1 and summary.counts["not_token_aligned"] == 0
