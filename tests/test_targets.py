@@ -40,9 +40,9 @@ def test_long_sentence_trains_on_windows_with_exactly_their_triples(tiny_encoder
         content = window.starts >= 0
         low, high = window.starts[content].min(), window.ends[content].max()
         # the window's targets, read back as character offsets of the whole text
-        chars = lambda first, last: (int(window.starts[first]), int(window.ends[last]))  # noqa: E731
+        starts, ends = window.starts.tolist(), window.ends.tolist()
         found = {
-            (labels[relation], chars(s, e), chars(os, oe))
+            (labels[relation], (starts[s], ends[e]), (starts[os], ends[oe]))
             for (s, e), objects in feature.objects.items()
             for relation, os, oe in objects
         }
