@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="fp32", help="fp32 or bf16 (autocast)")
     args = parser.parse_args()
     data = args.shared / "data" / "webnlg_star_casrel"
     # a seeded random sample: the file's first sentences are longer than its average (39 vs 31 tokens)
@@ -38,7 +39,9 @@ def main() -> None:
     rates = []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as output:
-            settings = TrainSettings(epochs=1, batch_size=args.batch_size, device=args.device, seed=repeat)
+            settings = TrainSettings(
+                epochs=1, batch_size=args.batch_size, device=args.device, seed=repeat, precision=args.precision
+            )
             train(
                 examples, examples[:32], relations, str(args.shared / args.encoder), Path(output), settings, Summary()
             )
@@ -47,9 +50,10 @@ def main() -> None:
     on_gpu = device.startswith("cuda")
     result = {
         "encoder": args.encoder,
+        "precision": args.precision,
         "batch_size": args.batch_size,
         "sentences_per_epoch": len(examples),
-        "measured": "second of two epochs, forward + backward + AdamW + EMA, batches padded to their longest",
+        "measured": "one epoch, forward + backward + AdamW + EMA, batches padded to their longest",
         "sentences_per_s_median": round(statistics.median(rates), 1),
         "sentences_per_s_runs": [round(rate, 1) for rate in rates],
         "device": torch.cuda.get_device_name() if on_gpu else f"CPU only: {machine()}",
@@ -57,7 +61,8 @@ def main() -> None:
         "threads": torch.get_num_threads(),
     }
     merge_results(
-        "train_throughput", {f"{Path(args.encoder).name}-bs{args.batch_size}-{'gpu' if on_gpu else 'cpu'}": result}
+        "train_throughput",
+        {f"{Path(args.encoder).name}-bs{args.batch_size}-{'gpu' if on_gpu else 'cpu'}-{args.precision}": result},
     )
     print(json.dumps(result, indent=2))
 

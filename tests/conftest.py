@@ -40,8 +40,8 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_encoder(tmp_path_factory.mktemp("tiny-bert"), texts)
 
 
-OVERFIT = TrainSettings(
-    epochs=60, batch_size=8, learning_rate=2e-3, head_learning_rate=5e-3, warmup=0.05, ema_decay=0.9
+OVERFIT = TrainSettings(  # fp32 everywhere: "auto" would pick bf16 on some CPUs only
+    epochs=60, batch_size=8, learning_rate=2e-3, head_learning_rate=5e-3, warmup=0.05, ema_decay=0.9, precision="fp32"
 )
 
 

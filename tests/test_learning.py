@@ -1,5 +1,6 @@
 """The whole path from labels to decoded triples: a tiny random BERT must overfit a few dozen sentences."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from triplex.training.train import train
 from .conftest import OVERFIT, shared_path
 
 
-def fit_and_predict(examples, relations, encoder: Path, output: Path):
-    best = train(examples, examples, relations, str(encoder), output, OVERFIT, Summary(), log=lambda message: None)
+def fit_and_predict(examples, relations, encoder: Path, output: Path, settings: TrainSettings = OVERFIT):
+    best = train(examples, examples, relations, str(encoder), output, settings, Summary(), log=lambda message: None)
     return best, [found.triples for found in load_model(str(output), "cpu").extract([e.text for e in examples])]
 
 
@@ -39,6 +40,13 @@ def test_overfits_sample_sentences(tiny_encoder: Path, tmp_path: Path) -> None:
     assert {t.subject.type for triples in predicted for t in triples} <= {r.subject_type for r in RELATIONS}
     log = [json.loads(line) for line in (tmp_path / "model" / "training_log.jsonl").read_text().splitlines()]
     assert len(log) == OVERFIT.epochs and log[-1]["loss"] < log[0]["loss"]
+
+
+def test_bf16_training_still_overfits(tiny_encoder: Path, tmp_path: Path) -> None:
+    examples = generate(40, seed=7)
+    bf16 = dataclasses.replace(OVERFIT, precision="bf16")
+    best, predicted = fit_and_predict(examples, RELATIONS, tiny_encoder, tmp_path / "model", bf16)
+    assert score([e.triples for e in examples], predicted)["f1"] == 1.0 and best["f1"] == 1.0
 
 
 def test_overfits_real_webnlg_sentences(tmp_path: Path) -> None:
