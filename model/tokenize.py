@@ -14,9 +14,11 @@ from tokenizers.pre_tokenizers import BertPreTokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
 # Han, kana, CJK punctuation and full-width forms: one token per character, as Chinese BERT does.
+# Written for the tokenizers library's regex engine (Oniguruma): \x{...}; it reads "\U00020000" as
+# something else, and the class then matched ASCII letters and digits too.
 CJK_PATTERN = (
-    r"[\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\ufe30-\ufe4f"
-    r"\uff00-\uffef\U00020000-\U0002fa1f]"
+    r"[\x{2e80}-\x{2fdf}\x{3000}-\x{303f}\x{3040}-\x{30ff}\x{3400}-\x{4dbf}\x{4e00}-\x{9fff}"
+    r"\x{f900}-\x{faff}\x{fe30}-\x{fe4f}\x{ff00}-\x{ffef}\x{20000}-\x{2fa1f}]"
 )
 
 
@@ -51,10 +53,12 @@ def split_cjk_characters(tokenizer: Tokenizer) -> Tokenizer:
     pre = spec.get("pre_tokenizer")
     if pre is None or pre.get("type") == "BertPreTokenizer":
         return tokenizer
-    if pre.get("type") == "Metaspace":  # add the word-start marker once per text, not before every character
-        pre = {key: value for key, value in pre.items() if key != "add_prefix_space"} | {"prepend_scheme": "first"}
-    split = {"type": "Split", "pattern": {"Regex": CJK_PATTERN}, "behavior": "Isolated", "invert": False}
-    spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [split, pre]}
+    # After the encoder's own pre-tokenizer: SentencePiece's word-start marker then comes once per word,
+    # as in pretraining, not before every character (which doubled the length of Chinese text).
+    # A word's marker (U+2581) stays with its first character, which is what the vocabulary holds.
+    piece = r"\x{2581}?" + CJK_PATTERN
+    split = {"type": "Split", "pattern": {"Regex": piece}, "behavior": "Isolated", "invert": False}
+    spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [pre, split]}
     return Tokenizer.from_str(json.dumps(spec))
 
 

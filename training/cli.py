@@ -194,6 +194,8 @@ def command_train(args: argparse.Namespace) -> None:
     except OSError as error:  # transformers' way of saying the weights cannot be loaded
         raise CliError(f"cannot load encoder '{args.encoder}': {str(error).splitlines()[0]}") from None
     figures = f"best dev F1 {best['f1']:.4f} (partial {best['partial_f1']:.4f}) at epoch {best['epoch']}"
+    if "f1_at_chosen_thresholds" in best:
+        figures += f", {best['f1_at_chosen_thresholds']:.4f} at the thresholds chosen on dev"
     log(f"{figures}; saved in {args.output}")
 
 

@@ -148,15 +148,15 @@ def choose_on_dev(
     settings: TrainSettings,
     device: torch.device,
     log,
-) -> None:
+) -> dict:
     """The kept checkpoint's start/end thresholds: fixed by ``settings.thresholds``, else those with the
     best dev F1 (the checkpoint was chosen at the default pair)."""
     if settings.thresholds:
         config.thresholds = Thresholds.parse(settings.thresholds)
         config.training["thresholds"] = {"chosen": "given", **vars(config.thresholds)}
-        return
+        return {}
     if not any(example.triples for example in dev_examples):
-        return
+        return {}
     model, _ = load_extractor(output)
     runners = torch_runners(model.to(device))
     extractor = Extractor(tokenizer, config, *runners, settings.eval_batch_size, overlap=device.type == "cuda")
@@ -169,6 +169,7 @@ def choose_on_dev(
         f"thresholds chosen on dev: start {chosen.start}, end {chosen.end} (dev F1 {best['f1']:.4f}, "
         f"P {best['precision']:.4f} R {best['recall']:.4f}; at 0.6/0.5: F1 {at_default['f1']:.4f})"
     )
+    return {f"{key}_at_chosen_thresholds": best[key] for key in ("precision", "recall", "f1")}
 
 
 def pick_examples(examples: list[Example], count: int = 6, max_chars: int = 300) -> list[str]:
@@ -331,7 +332,8 @@ def train(
         if world > 1:
             dist.barrier()
     if main_process:
-        choose_on_dev(output, tokenizer, config, dev_examples, settings, device, log)
+        best = best | choose_on_dev(output, tokenizer, config, dev_examples, settings, device, log)
+        config.training["best"] = best
         config.save(output)  # the model card lists every epoch, not only those up to the kept one
     if world > 1:
         shared = [best]
