@@ -350,7 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--head-lr", type=float, default=defaults.head_learning_rate, help="learning rate of the pointer heads"
     )
-    train.add_argument("--warmup", type=float, default=defaults.warmup, help="fraction of steps spent warming up (at most a third of an epoch)")
+    train.add_argument(
+        "--warmup",
+        type=float,
+        default=defaults.warmup,
+        help="fraction of steps spent warming up (at most a third of an epoch)",
+    )
     train.add_argument(
         "--ema-decay", type=float, default=defaults.ema_decay, help="weight of the past in the averaged weights kept"
     )
