@@ -30,9 +30,10 @@ demo: install demo/export/encoder.onnx
 	$(BIN)/triplex serve --model demo/export --port $(PORT)
 
 # The page's browser test drives Debian's chromium (Playwright's own browser download needs the internet).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 chromium:
-	@command -v chromium > /dev/null || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium > /dev/null; }
+	@command -v chromium > /dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium > /dev/null; }
 
 test: install chromium
 	$(BIN)/ruff check .
