@@ -91,16 +91,17 @@ class Thresholds:
     start: float = 0.6
     end: float = 0.5
 
+    def __post_init__(self) -> None:
+        if not (0 < self.start < 1 and 0 < self.end < 1):
+            raise ValueError(f"thresholds {self.start},{self.end}: each must lie between 0 and 1")
+
     @classmethod
     def parse(cls, text: str) -> Thresholds:
-        """``"START,END"``, each between 0 and 1 (as ``--thresholds`` and ``TRIPLEX_THRESHOLDS`` take them)."""
-        parts = text.split(",")
+        """``"START,END"`` (as ``--thresholds`` and ``TRIPLEX_THRESHOLDS`` take them)."""
         try:
-            start, end = (float(part) for part in parts)
+            start, end = (float(part) for part in text.split(","))
         except ValueError:
             raise ValueError(f"thresholds '{text}': give two numbers, START,END (such as 0.6,0.5)") from None
-        if not (0 < start < 1 and 0 < end < 1):
-            raise ValueError(f"thresholds '{text}': each must lie between 0 and 1")
         return cls(start, end)
 
 

@@ -51,7 +51,7 @@ ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 413, 415, 42
 STATIC = Path(__file__).parent / "static"  # the web page at /
 DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI and ReDoc, served from here, no CDN
 LOCAL_ONLY = "default-src 'self' 'unsafe-inline' blob: data:"
-HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 class ApiError(Exception):
@@ -252,7 +252,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.config, service.tokenizer = load_front_end(Path(settings.model_dir))
-        service.config.thresholds = settings.chosen_thresholds() or service.config.thresholds  # as the engine's
         socket_path, supervisor = settings.engine_socket, None
         if socket_path is None:  # run on its own (tests, plain uvicorn): start an engine process of its own
             socket_path = str(Path(tempfile.mkdtemp(prefix="triplex-")) / "engine.sock")
@@ -375,7 +374,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_length=config.max_length,
             window_stride=config.window_stride,
             fusions=config.export.fusions if config.export else {},
-            thresholds=vars(config.thresholds),
+            thresholds=current.client.info["thresholds"],
             export=asdict(config.export) if config.export else None,
             training=config.training,
         )

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import sys
 import time
+from dataclasses import astuple
 from pathlib import Path
 
 from triplex import ModelError, __version__
@@ -26,6 +26,7 @@ from triplex.training.data import (
     check_schema,
     derive_schema,
     find_schema,
+    fingerprint,
     read_dataset,
     read_schema,
     with_types_from,
@@ -127,8 +128,7 @@ def load_model(path: str, device: str, batch_size: int = 32, thresholds: str | N
     import triplex
 
     try:
-        chosen = Thresholds.parse(thresholds) if thresholds else None
-        pair = (chosen.start, chosen.end) if chosen else None
+        pair = astuple(Thresholds.parse(thresholds)) if thresholds else None
         return triplex.load(path, provider=device, batch_size=batch_size, thresholds=pair).extractor
     except (triplex.ModelError, ValueError) as error:
         raise CliError(str(error)) from None
@@ -197,17 +197,6 @@ def command_train(args: argparse.Namespace) -> None:
     if "f1_at_chosen_thresholds" in best:
         figures += f", {best['f1_at_chosen_thresholds']:.4f} at the thresholds chosen on dev"
     log(f"{figures}; saved in {args.output}")
-
-
-def fingerprint(role: str, path: str | Path | None) -> dict | None:
-    """A data file as the model card names it: its role, path and sha256."""
-    if path is None:
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"role": role, "path": str(path), "sha256": digest.hexdigest()}
 
 
 def command_evaluate(args: argparse.Namespace) -> None:

@@ -12,6 +12,7 @@ All of this is counted in ``Summary``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -458,3 +459,14 @@ def check_schema(relations: list[Relation], examples: list[Example], path: Path)
             f"{path}: {sum(missing.values())} triples use predicates not in the schema ({names}); "
             "pass the matching --schema or leave it out to take the predicates from the training data"
         )
+
+
+def fingerprint(role: str, path: str | Path | None) -> dict | None:
+    """A data file as the model card names it: its role, path and sha256."""
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"role": role, "path": str(path), "sha256": digest.hexdigest()}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import sys
 import time
@@ -26,7 +25,7 @@ from tokenizers.processors import BertProcessing
 from transformers import BertConfig, BertModel
 
 import triplex
-from triplex.training.data import Summary
+from triplex.training.data import Summary, fingerprint
 from triplex.training.demo_data import RELATIONS, demo_sentences
 from triplex.training.sample import write_jsonl, write_schema
 from triplex.training.settings import TrainSettings
@@ -114,8 +113,7 @@ def build_demo(output: Path, sentences: int = 2000, settings: TrainSettings = DE
     write_schema(data / "schema.jsonl", RELATIONS)
     log(f"1/4 sample data: {sentences} training sentences in {data}")
     log(f"2/4 fine-tuning MiniLM-L6 for {settings.epochs} epochs")
-    files = [{"role": role, "path": str(data / f"{role}.jsonl"), "sha256": sha256(data / f"{role}.jsonl")}
-             for role in ("train", "dev")]  # fmt: skip
+    files = [fingerprint(role, data / f"{role}.jsonl") for role in ("train", "dev")]
     encoder = str(pretrained_minilm())
     train(train_examples, dev_examples, RELATIONS, encoder, output / "checkpoint", settings, Summary(), log, files)
     log("3/4 exporting to ONNX")
@@ -130,10 +128,6 @@ def build_demo(output: Path, sentences: int = 2000, settings: TrainSettings = DE
     (output / "held_out_metrics.json").write_text(json.dumps(figures, indent=2))
     log(f"demo model ready in {output / 'export'}: F1 {figures['f1']:.4f} on {len(held_out)} held-out sentences")
     return figures
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main() -> int:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import random
 
-from triplex.model.schema import Entity, Relation, Triple
+from triplex.model.schema import Relation
 from triplex.training.data import Example
-from triplex.training.sample import fill
+from triplex.training.sample import labelled
 
 RELATIONS = [
     Relation("born_in", "person", "city"),
@@ -153,6 +153,9 @@ HELD_OUT_FORMS = [
 ]
 
 
+PAIRED = {"q": "p", "c2": "c", "n2": "n", "o2": "o", "zq": "zp"}  # a second name of the same kind
+
+
 def halves(values: list[str], held_out: bool) -> list[str]:
     return values[len(values) // 2 :] if held_out else values[: len(values) // 2]
 
@@ -168,47 +171,29 @@ def name_pools(held_out: bool) -> dict[str, list[str]]:
     zh_organisations = [
         name + kind for name in halves(ZH_ORGANISATION_NAMES, held_out) for kind in ZH_ORGANISATION_KINDS
     ]
-    countries = halves(COUNTRIES, held_out)
-    return {
+    kinds = {
         "p": people,
-        "q": people,
         "c": cities,
-        "c2": cities,
-        "n": countries,
-        "n2": countries,
+        "n": halves(COUNTRIES, held_out),
         "o": organisations,
-        "o2": organisations,
         "zp": zh_people,
-        "zq": zh_people,
         "zc": halves(ZH_CITIES, held_out),
         "zo": zh_organisations,
     }
+    pools = {}  # each paired slot right after its first: the order in which the names are drawn
+    for slot, names in kinds.items():
+        pools[slot] = names
+        pools.update({second: names for second, first in PAIRED.items() if first == slot})
+    return pools
 
 
 def distinct_values(rng: random.Random, pools: dict[str, list[str]]) -> dict[str, str]:
     """One name per slot; the paired slots (p and q, c and c2...) never hold the same name."""
     values = {slot: rng.choice(pool) for slot, pool in pools.items()}
-    for second, first in (("q", "p"), ("c2", "c"), ("n2", "n"), ("o2", "o"), ("zq", "zp")):
+    for second, first in PAIRED.items():
         while values[second] == values[first]:
             values[second] = rng.choice(pools[second])
     return values
-
-
-def make(form: str, triples: list[tuple[str, str, str]], values: dict[str, str]) -> Example:
-    text, spans = fill(form, values)
-    text = text[:1].upper() + text[1:]  # "the University of ..." opening a sentence
-
-    def entity(slot: str, kind: str) -> Entity:
-        start, end = spans[slot]
-        return Entity(text[start:end], start, end, kind)
-
-    found = []
-    for subject_slot, predicate, object_slot in triples:
-        relation = TYPES[predicate]
-        found.append(
-            Triple(entity(subject_slot, relation.subject_type), predicate, entity(object_slot, relation.object_type))
-        )
-    return Example(text, found)
 
 
 def demo_sentences(count: int, seed: int, held_out: bool = False, negatives: float = 0.3) -> list[Example]:
@@ -220,7 +205,7 @@ def demo_sentences(count: int, seed: int, held_out: bool = False, negatives: flo
     for _ in range(count):
         values = distinct_values(rng, pools)
         if not held_out and rng.random() < negatives:
-            examples.append(make(rng.choice(NEGATIVE_FORMS), [], values))
+            examples.append(labelled(rng.choice(NEGATIVE_FORMS), [], values, TYPES))
         else:
-            examples.append(make(*rng.choice(forms), values))
+            examples.append(labelled(*rng.choice(forms), values, TYPES))
     return examples

@@ -92,6 +92,23 @@ def fill(template: str, values: dict[str, str]) -> tuple[str, dict[str, tuple[in
     return text, spans
 
 
+def labelled(form: str, triples: list[tuple[str, str, str]], values: dict[str, str], types: dict) -> Example:
+    """The form filled with ``values``, and its triples with the entity types of ``types`` (predicate ->
+    relation). The first letter is capitalised ("the University of ..." opening a sentence)."""
+    text, spans = fill(form, values)
+    text = text[:1].upper() + text[1:]
+
+    def entity(slot: str, kind: str) -> Entity:
+        start, end = spans[slot]
+        return Entity(text[start:end], start, end, kind)
+
+    found = [
+        Triple(entity(subject, types[predicate].subject_type), predicate, entity(obj, types[predicate].object_type))
+        for subject, predicate, obj in triples
+    ]
+    return Example(text, found)
+
+
 def generate(count: int, seed: int = 0) -> list[Example]:
     """``count`` labelled sentences, the same for the same seed."""
     rng = random.Random(seed)
@@ -101,14 +118,7 @@ def generate(count: int, seed: int = 0) -> list[Example]:
         values = {slot: rng.choice(pool) for slot, pool in POOLS.items()}
         while values["q"] == values["p"]:
             values["q"] = rng.choice(PEOPLE)
-        text, spans = fill(template, values)
-        found = []
-        for subject_slot, predicate, object_slot in triples:
-            relation = TYPES[predicate]
-            subject = Entity(values[subject_slot], *spans[subject_slot], relation.subject_type)
-            obj = Entity(values[object_slot], *spans[object_slot], relation.object_type)
-            found.append(Triple(subject, predicate, obj))
-        examples.append(Example(text, found))
+        examples.append(labelled(template, triples, values, TYPES))
     return examples
 
 

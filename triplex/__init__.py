@@ -75,9 +75,10 @@ def load(
     ``provider``: ``auto`` (CUDA when available, else the CPU), ``cuda`` or ``cpu``. ``thresholds``:
     (start, end) pointer thresholds instead of the model's own, which training chose on dev data.
     """
-    if thresholds is not None and not all(0 < value < 1 for value in thresholds):
-        raise ModelError(f"thresholds {thresholds}: each must lie between 0 and 1")
-    chosen = Thresholds(*thresholds) if thresholds is not None else None
+    try:
+        chosen = Thresholds(*thresholds) if thresholds is not None else None
+    except ValueError as error:
+        raise ModelError(str(error)) from None
     from triplex.model.engine import Engine, ExportError, is_export
 
     folder = Path(path).expanduser()
