@@ -28,7 +28,7 @@ RUNS = {
         "data/duie1_lic2019/train_data.sample2601.json",
         "data/duie1_lic2019/dev_data.head300.json",
         "models/e5-small-multilingual-trimmed",
-        ["--epochs", "6"],
+        [],
     ),
 }
 

@@ -10,6 +10,7 @@ from triplex.model.schema import Entity, Triple
 from triplex.model.tokenize import encode_windows
 from triplex.training.data import Example, Summary
 from triplex.training.sample import RELATIONS, generate
+from triplex.training.settings import auto_epochs
 from triplex.training.targets import make_features
 
 
@@ -52,9 +53,21 @@ def test_long_sentence_trains_on_windows_with_exactly_their_triples(tiny_encoder
             if low <= min(t.subject.start, t.object.start) and max(t.subject.end, t.object.end) <= high
         }
         assert found == inside
+        # the other gold entities here, trained as subjects without objects: objects that are no subject
+        others = {(starts[s], ends[e]) for s, e in feature.others}
+        assert others == {obj for _, _, obj in found} - {subject for _, subject, _ in found}
         for _, subject, obj in found:
             assert example.text[slice(*subject)] in {t.subject.text for t in example.triples}
             assert example.text[slice(*obj)] in {t.object.text for t in example.triples}
         placed |= found
+    assert any(feature.others for feature in features)
     assert len(placed) == len(example.triples) - 1  # every triple but the far one is trained somewhere
     assert summary.counts["fits_no_window"] == 1 and summary.counts["not_token_aligned"] == 0
+
+
+def test_auto_epochs_fit_the_budget_between_the_bounds() -> None:
+    # token counts of the real training files with their encoders (see training/settings.py)
+    assert auto_epochs(153_948, 6, 384) == 20  # WebNLG*, MiniLM-L6
+    assert auto_epochs(142_842, 12, 384) == 10  # DuIE 1.0 sample, e5-small
+    assert auto_epochs(1_000_000, 12, 768) == 3  # large data through BERT-base: the floor
+    assert auto_epochs(500, 2, 32) == 20  # tiny data: the cap

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from dataclasses import astuple
@@ -134,8 +135,18 @@ def load_model(path: str, device: str, batch_size: int = 32, thresholds: str | N
         raise CliError(str(error)) from None
 
 
+def epochs_value(text: str) -> int | None:
+    """``--epochs``: a whole number, or ``auto`` (None: training.settings.auto_epochs decides)."""
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is neither a whole number nor 'auto'") from None
+
+
 def command_train(args: argparse.Namespace) -> None:
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         raise CliError(f"--epochs {args.epochs}: train for at least 1 epoch")
     if args.thresholds:
         try:
@@ -227,7 +238,43 @@ def command_evaluate(args: argparse.Namespace) -> None:
         log(f"{count} sentences with errors written to {args.errors}")
 
 
+def is_bulk(args: argparse.Namespace) -> bool:
+    """Whether ``extract`` writes a results folder (service.bulk) rather than one stream of JSON lines."""
+    folder = args.output.endswith(("/", os.sep)) or Path(args.output).is_dir()
+    return bool(args.ray or args.output_format or folder)
+
+
+def command_bulk(args: argparse.Namespace) -> None:
+    try:
+        from triplex.service.bulk import BulkError, ExtractBatch, count_records, input_files, output_format, run_local
+    except ImportError:
+        raise CliError('a results folder needs pyarrow: pip install "triplex[bulk]"') from None
+    if args.text is not None or args.input == "-":
+        raise CliError("a results folder is written from --input files; give a file, a folder or a glob")
+    if not is_export(args.model):
+        raise CliError(f"'{args.model}' is not an export folder; bulk extraction runs exports ('triplex export')")
+    output = Path(args.output)
+    try:
+        files = input_files(args.input)
+        fmt = output_format(output, args.output_format)
+        if args.ray:
+            try:
+                from triplex.service.ray_bulk import run_ray
+            except ImportError:
+                raise CliError('--ray needs Ray: pip install "triplex[ray]"') from None
+            summary = run_ray(files, output, fmt, args)
+        else:
+            extract = ExtractBatch(args.model, args.device, args.threads, args.batch_size, args.thresholds)
+            with progress(count_records(files), "extract", "text") as bar:
+                summary = run_local(files, output, fmt, extract, args.max_chars, args.batch_size * 8, bar.update)
+    except BulkError as error:
+        raise CliError(str(error)) from None
+    log(f"{summary.line()}; results in {output / 'triples'}, errors in {output / 'errors.jsonl'}")
+
+
 def command_extract(args: argparse.Namespace) -> None:
+    if is_bulk(args):
+        return command_bulk(args)
     check_output_file(args.output)
     if args.text is not None:
         problem = lone_surrogate(args.text)
@@ -333,7 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--output", required=True, help="folder for the best checkpoint and the training state")
     defaults = TrainSettings()
-    train.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training data")
+    train.add_argument(
+        "--epochs",
+        type=epochs_value,
+        default="auto",
+        help="passes over the training data; auto: up to 20, fewer for large data and encoders (see README)",
+    )
     train.add_argument("--batch-size", type=int, default=defaults.batch_size, help="sentences per batch")
     train.add_argument("--lr", type=float, default=defaults.learning_rate, help="encoder learning rate")
     train.add_argument(
@@ -387,11 +439,32 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--input", help='JSON lines of {"text": ...} objects (other fields are kept) or strings; - for standard input'
     )
-    extract.add_argument("--output", default="-", help="JSON lines out; - for standard output")
+    extract.add_argument(
+        "--output",
+        default="-",
+        help="JSON lines out, - for standard output; a folder (an existing one, or a path ending in /) gets "
+        "triples/, errors.jsonl and summary.json, as with --ray",
+    )
     extract.add_argument("--batch-size", type=int, default=32, help="windows per batch")
     extract.add_argument("--device", default="auto", help="auto, cpu or cuda")
     extract.add_argument(
         "--thresholds", metavar="START,END", help="pointer thresholds instead of the model's own (chosen on dev data)"
+    )
+    bulk = extract.add_argument_group("results folder (--input: a file, a folder or a glob of .jsonl/.parquet)")
+    bulk.add_argument(
+        "--output-format", choices=["jsonl", "parquet"], help="default: by the folder's suffix, else jsonl"
+    )
+    bulk.add_argument("--max-chars", type=int, default=100_000, help="longer texts go to errors.jsonl")
+    bulk.add_argument(
+        "--threads", type=int, default=0, help="CPU threads per engine (0: all cores, or the actor's share)"
+    )
+    bulk.add_argument("--ray", action="store_true", help='run as a Ray Data job (pip install "triplex[ray]")')
+    bulk.add_argument("--address", help="Ray cluster: auto (the one on this machine) or HOST:PORT; default: start one")
+    bulk.add_argument("--actors", default="auto", help="N, or MIN:MAX to autoscale; auto: one per GPU, else per 4 CPUs")
+    bulk.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        help="GPUs per actor (default: 1 when the cluster has GPUs, 0 with --device cpu)",
     )
     extract.set_defaults(run=command_extract)
 

@@ -9,7 +9,7 @@ import os
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -31,7 +31,7 @@ from triplex.model.schema import ExtractorConfig, Relation, Thresholds
 from triplex.model.tokenize import TOKENIZER_FILE, encode_windows, split_cjk_characters
 from triplex.training.data import Example, Summary
 from triplex.training.evaluate import choose_thresholds, score
-from triplex.training.settings import STATE_FILE, TrainSettings
+from triplex.training.settings import STATE_FILE, TrainSettings, auto_epochs
 from triplex.training.targets import collate, length_batches, make_features, pointer_loss
 
 LOG_FILE = "training_log.jsonl"
@@ -215,7 +215,6 @@ def train(
     if max_length < settings.max_length:
         log(f"max length {settings.max_length} is more than the encoder's {max_length} positions; using {max_length}")
     config = ExtractorConfig(relations, max_length, window_stride=max_length // 4, examples=pick_examples(dev_examples))
-    config.training = {"encoder": encoder_name, "files": files or [], "settings": asdict(settings), "epochs": []}
     tokenizer = prepare_tokenizer(encoder_name, config.split_cjk)
     if main_process:
         tokenizer.save(str(output / TOKENIZER_FILE))
@@ -225,6 +224,14 @@ def train(
         train_examples, encode_windows(tokenizer, texts, max_length, config.window_stride), config.labels, summary
     )
     log(f"training data: {len(features)} sentences; {summary.line() or 'every triple placed'}")
+    if settings.epochs is None:
+        tokens = sum(len(feature.ids) for feature in features)
+        encoder_config = model.encoder.config
+        settings = replace(
+            settings, epochs=auto_epochs(tokens, encoder_config.num_hidden_layers, encoder_config.hidden_size)
+        )
+        log(f"epochs: {settings.epochs} (auto: {tokens} tokens through {encoder_config.num_hidden_layers} layers)")
+    config.training = {"encoder": encoder_name, "files": files or [], "settings": asdict(settings), "epochs": []}
 
     optimizer = make_optimizer(model, settings)
     batches_per_epoch = len(features) // (settings.batch_size * world) or 1

@@ -1,0 +1,170 @@
+"""Bulk extraction as a Ray Data job (``triplex extract --ray``; needs ``pip install "triplex[ray]"``).
+
+Records are read and checked in tasks, extracted in a pool of actors that each load the engine once, and
+written in tasks. Ray retries the batches of an actor that dies on a new one, and a retried write task
+rewrites the same file, so every record lands exactly once. Reading and writing tasks ask for no CPU: the
+actors hold the CPUs (on a 2-core machine an actor with both would otherwise starve the readers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
+from ray.data import ActorPoolStrategy
+from ray.data.block import BlockAccessor
+from ray.data.datasource import BlockBasedFileDatasink, FileBasedDatasource
+
+from triplex.service.bulk import (
+    BulkError,
+    ExtractBatch,
+    Summary,
+    bad,
+    error_lines,
+    good,
+    json_lines,
+    prepare_output,
+    read_records,
+    write_summary,
+)
+
+CONNECT_TIMEOUT_S = 10.0
+TEXTS_PER_ENGINE_BATCH = 8  # a Ray batch holds this many engine batches: a task's overhead is paid once per batch
+ACTOR_CLASS = "MapWorker(MapBatches(ExtractBatch))"  # how Ray Data names the actors of ExtractBatch
+
+
+class RecordsSource(FileBasedDatasource):
+    """JSON lines and Parquet files as (id, source, text, error) records; one task reads a whole file."""
+
+    def __init__(self, paths: list[str], max_chars: int) -> None:
+        super().__init__(paths)
+        self.max_chars = max_chars
+
+    def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
+        yield from read_records(f.read, path, self.max_chars)
+
+
+class ResultSink(BlockBasedFileDatasink):
+    """Result files as JSON lines or Parquet; counts what the write tasks that succeeded wrote."""
+
+    def __init__(self, path: str, fmt: str) -> None:
+        super().__init__(path, file_format=fmt)
+        self.format, self.texts, self.triples = fmt, 0, 0
+
+    def write_block_to_file(self, block: BlockAccessor, file: pa.NativeFile) -> None:
+        table = block.to_arrow()
+        if self.format == "parquet":
+            pq.write_table(table, file)
+        else:
+            file.write(json_lines(table))
+
+    def write(self, blocks, ctx) -> tuple[int, int]:
+        tables = [BlockAccessor.for_block(block).to_arrow() for block in blocks]
+        super().write(tables, ctx)
+        return sum(t.num_rows for t in tables), sum(pc.sum(t["triple_count"]).as_py() or 0 for t in tables)
+
+    def on_write_complete(self, write_result) -> None:
+        super().on_write_complete(write_result)
+        self.texts = sum(texts for texts, _ in write_result.write_returns)
+        self.triples = sum(triples for _, triples in write_result.write_returns)
+
+
+def check_reachable(address: str) -> None:
+    """An unreachable HOST:PORT fails here within CONNECT_TIMEOUT_S, not after Ray's own long retries."""
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as error:
+        raise BulkError(
+            f"--address {address}: no Ray cluster answers there ({error}); start one with 'ray start --head'"
+        ) from None
+
+
+def connect(address: str | None) -> None:
+    """Join the cluster at ``address`` ("auto": the one started on this machine); None starts a local one."""
+    if address:
+        check_reachable(address)
+    try:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False, ignore_reinit_error=True)
+    except (ConnectionError, RuntimeError) as error:
+        raise BulkError(f"--address {address}: {str(error).splitlines()[0]}") from None
+
+
+def actor_pool(actors: str, gpus_per_actor: float) -> tuple[int, int]:
+    """(min, max) actors from ``N``, ``MIN:MAX`` or ``auto`` (one per GPU, else one per 4 CPUs)."""
+    if actors == "auto":
+        resources = ray.cluster_resources()
+        if gpus_per_actor and resources.get("GPU"):
+            count = max(1, int(resources["GPU"] // gpus_per_actor))
+        else:
+            count = max(1, int(resources.get("CPU", 1)) // 4)
+        return count, count
+    low, _, high = actors.partition(":")
+    try:
+        pool = int(low), int(high or low)
+    except ValueError:
+        raise BulkError(f"--actors {actors}: give N, MIN:MAX or auto") from None
+    if not 1 <= pool[0] <= pool[1]:
+        raise BulkError(f"--actors {actors}: need 1 <= MIN <= MAX")
+    return pool
+
+
+def run_ray(files: list[str], output: Path, fmt: str, args: argparse.Namespace) -> Summary:
+    """``triplex extract --ray``: ``args`` are its flags (model, address, actors, gpus_per_actor, threads,
+    batch_size, max_chars, thresholds, device)."""
+    connect(args.address)
+    started, summary = time.perf_counter(), Summary(runner="Ray")
+    triples_folder = prepare_output(output)
+    gpus_per_actor = args.gpus_per_actor
+    if gpus_per_actor is None:
+        gpus_per_actor = 1.0 if args.device != "cpu" and ray.cluster_resources().get("GPU") else 0.0
+    low, high = actor_pool(args.actors, gpus_per_actor)
+    threads = args.threads or max(1, int(ray.cluster_resources().get("CPU", 1)) // high)
+    source = RecordsSource(files, args.max_chars)
+    records = ray.data.read_datasource(source, ray_remote_args={"num_cpus": 0})
+    results = records.map_batches(good, batch_format="pyarrow", num_cpus=0).map_batches(
+        ExtractBatch,
+        fn_constructor_kwargs={
+            "model": str(Path(args.model).resolve()),
+            "provider": "cuda" if gpus_per_actor else "cpu",
+            "threads": threads,
+            "batch_size": args.batch_size,
+            "thresholds": args.thresholds,
+        },
+        batch_size=args.batch_size * TEXTS_PER_ENGINE_BATCH,
+        batch_format="pyarrow",
+        compute=ActorPoolStrategy(min_size=low, max_size=high),
+        num_cpus=threads,
+        num_gpus=gpus_per_actor,
+    )
+    sink = ResultSink(str(triples_folder), fmt)
+    results.write_datasink(sink, ray_remote_args={"num_cpus": 0})
+    summary.texts, summary.triples = sink.texts, sink.triples
+    with open(output / "errors.jsonl", "wb") as errors:
+        for block in records.map_batches(bad, batch_format="pyarrow", num_cpus=0).iter_batches(batch_format="pyarrow"):
+            errors.write(error_lines(block))
+            summary.errors += block.num_rows
+    summary.actors = actors_by_node()
+    return write_summary(output, summary.finish(started))
+
+
+def actors_by_node() -> dict[str, int]:
+    """How many extraction actors ran on each node (dead ones too: Ray keeps them listed a while)."""
+    from ray.util.state import list_actors
+
+    counts: dict[str, int] = {}
+    job = ray.get_runtime_context().get_job_id()
+    filters = [("class_name", "=", ACTOR_CLASS), ("job_id", "=", job)]
+    for actor in list_actors(filters=filters, limit=10_000, raise_on_missing_output=False):
+        counts[actor.node_id] = counts.get(actor.node_id, 0) + 1
+    return counts
