@@ -42,7 +42,7 @@ test: install chromium
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/hadolint Dockerfile docker/Dockerfile.cpu docker/Dockerfile.train
+	$(BIN)/hadolint Dockerfile docker/Dockerfile.cpu docker/Dockerfile.train docker/Dockerfile.ray
 
 # What the image runs: a fresh environment with only the serving dependencies, the entrypoint's command.
 check-serving: install

@@ -31,6 +31,14 @@ def serve(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--thresholds", metavar="START,END", help="pointer thresholds instead of the model's own (TRIPLEX_THRESHOLDS)"
     )
+    ray = parser.add_argument_group('replicas on Ray Serve (pip install "triplex[ray]")')
+    ray.add_argument("--ray", action="store_true", help="deploy replicas of this service on Ray Serve")
+    ray.add_argument("--address", help="Ray cluster: auto (the one on this machine) or HOST:PORT; default: start one")
+    ray.add_argument("--replicas", default="1", help="N, or auto: autoscale on requests in flight")
+    ray.add_argument("--max-replicas", type=int, default=0, help="with auto: at most this many (0: room now)")
+    ray.add_argument("--gpus-per-replica", type=float, default=0.0, help="GPUs per replica")
+    ray.add_argument("--cpus-per-replica", type=float, default=1.0, help="CPUs per replica (its engine's threads)")
+    ray.add_argument("--write-config", metavar="PATH", help="write the Serve config file (serve deploy PATH) and exit")
     args = parser.parse_args(argv)
     # flags win over the environment; worker processes read the environment
     for name in ("model", "host", "port", "workers", "provider", "thresholds"):
@@ -43,6 +51,8 @@ def serve(argv: list[str] | None = None) -> int:
     except (SettingsError, ExportError) as error:
         print(f"triplex: error: {error}", file=sys.stderr)
         return 2
+    if args.ray or args.write_config:
+        return serve_on_ray(args, settings)
     logging = configure(settings.log_format)
     # One engine process owns the accelerator and forms the batches; the uvicorn workers feed it.
     # Every process writes its metrics into one folder, which /metrics sums.
@@ -73,6 +83,39 @@ def serve(argv: list[str] | None = None) -> int:
     finally:  # the workers have drained through the engine; now it can go
         supervisor.stop()
         shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def serve_on_ray(args: argparse.Namespace, settings: Settings) -> int:
+    """``--ray``: the same app in replicas on Ray Serve; settings travel as the application's arguments."""
+    try:
+        from triplex.service import ray_serve
+    except ImportError:
+        print('triplex: error: --ray needs Ray: pip install "triplex[ray]"', file=sys.stderr)
+        return 2
+    if args.replicas != "auto" and not (args.replicas.isdigit() and int(args.replicas) >= 1):
+        print(f"triplex: error: --replicas {args.replicas}: give a whole number >= 1 or auto", file=sys.stderr)
+        return 2
+    chosen = settings.model_dump(exclude_defaults=True, exclude={"host", "port", "workers", "engine_socket", "api_key"})
+    chosen["model_dir"] = str(Path(settings.model_dir).resolve())
+    application = {
+        "replicas": args.replicas,
+        **({"max_replicas": args.max_replicas} if args.max_replicas else {}),
+        "gpus_per_replica": args.gpus_per_replica,
+        "cpus_per_replica": args.cpus_per_replica,
+        **{name: str(value) for name, value in chosen.items()},
+    }
+    if args.write_config:  # the API key stays out of the file: give replicas TRIPLEX_API_KEY in their environment
+        ray_serve.write_config(Path(args.write_config), application, settings.host, settings.port)
+        print(f"triplex: wrote {args.write_config}; deploy it with 'serve deploy {args.write_config}'")
+        return 0
+    if settings.api_key is not None:
+        application["api_key"] = settings.api_key.get_secret_value()
+    try:
+        ray_serve.run(application, settings.host, settings.port, args.address)
+    except ray_serve.ClusterError as error:
+        print(f"triplex: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -9,7 +9,6 @@ actors hold the CPUs (on a 2-core machine an actor with both would otherwise sta
 from __future__ import annotations
 
 import argparse
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,8 +33,8 @@ from triplex.service.bulk import (
     read_records,
     write_summary,
 )
+from triplex.service.ray_cluster import connect
 
-CONNECT_TIMEOUT_S = 10.0
 TEXTS_PER_ENGINE_BATCH = 8  # a Ray batch holds this many engine batches: a task's overhead is paid once per batch
 ACTOR_CLASS = "MapWorker(MapBatches(ExtractBatch))"  # how Ray Data names the actors of ExtractBatch
 
@@ -74,30 +73,6 @@ class ResultSink(BlockBasedFileDatasink):
         super().on_write_complete(write_result)
         self.texts = sum(texts for texts, _ in write_result.write_returns)
         self.triples = sum(triples for _, triples in write_result.write_returns)
-
-
-def check_reachable(address: str) -> None:
-    """An unreachable HOST:PORT fails here within CONNECT_TIMEOUT_S, not after Ray's own long retries."""
-    if address in ("auto", "local") or address.startswith("ray://"):
-        return
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT_S):
-            pass
-    except (OSError, ValueError) as error:
-        raise BulkError(
-            f"--address {address}: no Ray cluster answers there ({error}); start one with 'ray start --head'"
-        ) from None
-
-
-def connect(address: str | None) -> None:
-    """Join the cluster at ``address`` ("auto": the one started on this machine); None starts a local one."""
-    if address:
-        check_reachable(address)
-    try:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False, ignore_reinit_error=True)
-    except (ConnectionError, RuntimeError) as error:
-        raise BulkError(f"--address {address}: {str(error).splitlines()[0]}") from None
 
 
 def actor_pool(actors: str, gpus_per_actor: float) -> tuple[int, int]:

@@ -260,9 +260,13 @@ def command_bulk(args: argparse.Namespace) -> None:
         if args.ray:
             try:
                 from triplex.service.ray_bulk import run_ray
+                from triplex.service.ray_cluster import ClusterError
             except ImportError:
                 raise CliError('--ray needs Ray: pip install "triplex[ray]"') from None
-            summary = run_ray(files, output, fmt, args)
+            try:
+                summary = run_ray(files, output, fmt, args)
+            except ClusterError as error:
+                raise CliError(str(error)) from None
         else:
             extract = ExtractBatch(args.model, args.device, args.threads, args.batch_size, args.thresholds)
             with progress(count_records(files), "extract", "text") as bar:
