@@ -18,12 +18,10 @@ Span = tuple[int, int]
 
 @dataclass
 class Feature:
-    """One sentence as token ids with its subjects and, per subject, (relation index, object span); and the
-    gold entities that are no subject here (``others``), which teach the object head to find nothing."""
+    """One sentence as token ids with its subjects and, per subject, (relation index, object span)."""
 
     ids: np.ndarray
     objects: dict[Span, list[tuple[int, int, int]]] = field(default_factory=dict)
-    others: set[Span] = field(default_factory=set)
 
 
 def relation_triples(triple: Triple) -> list[tuple[str, Span, Span]]:
@@ -52,14 +50,11 @@ def make_features(
                     subject_tokens, object_tokens = window.token_span(*subject), window.token_span(*obj)
                     if subject_tokens is not None and object_tokens is not None:
                         feature.objects.setdefault(subject_tokens, []).append((index[label], *object_tokens))
-                        feature.others.add(object_tokens)
                         placed = True
                 if not placed:
                     first, last = min(subject[0], obj[0]), max(subject[1], obj[1])
                     covered = any(covers(window, first, last) for window in text_windows)
                     summary.counts["not_token_aligned" if covered else "fits_no_window"] += 1
-        for feature in text_features:
-            feature.others -= feature.objects.keys()
         features += text_features
     summary.counts["windows"] += len(features)
     return features
@@ -85,9 +80,7 @@ class Batch:
 
 
 def collate(features: list[Feature], num_relations: int) -> Batch:
-    """Pad to the batch's longest sentence; every gold subject of every sentence gets an object row, and
-    so does every other gold entity, with no objects: at inference a subject pointer that fires on an
-    object-only entity (a date, a city) then yields nothing instead of a spurious triple."""
+    """Pad to the batch's longest sentence; every gold subject of every sentence gets an object row."""
     input_ids, attention_mask = pad([feature.ids for feature in features])
     length = input_ids.shape[1]
     subject_targets = torch.zeros(len(features), length, 2)
@@ -97,9 +90,6 @@ def collate(features: list[Feature], num_relations: int) -> Batch:
             subject_targets[row, start, 0] = subject_targets[row, end, 1] = 1
             subjects.append((row, start, end))
             rows.append(objects)
-        for start, end in sorted(feature.others):
-            subjects.append((row, start, end))
-            rows.append([])
     object_weight = torch.ones(max(len(subjects), 1))
     if not subjects:  # keep every parameter in the graph (DistributedDataParallel needs that)
         subjects, rows, object_weight = [(0, 0, 0)], [[]], torch.zeros(1)

@@ -1,0 +1,116 @@
+"""Bulk extraction: one process against Ray Data with 1 actor (all threads) and with 1 actor per core.
+
+    python benchmarks/bulk.py --export runs/exports/webnlg-int8 --shared ../shared [--texts 20000] [--repeats 3]
+
+Input: WebNLG* train and dev texts, repeated up to --texts, as JSON lines. Each run is the whole command
+(start, model load, read, extract, write), timed from outside; the outputs must hold the same triples.
+Ray runs on a head started here (``ray start --head``), as a user would. Figures: benchmarks/results/bulk.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import ROOT, machine, merge_results
+
+RAY_PORT = 6391
+
+
+def write_texts(shared: Path, count: int, path: Path) -> None:
+    texts = []
+    for name in ("train_triples.json", "dev_triples.json"):
+        texts += [item["text"] for item in json.loads((shared / "data/webnlg_star_casrel" / name).read_text())]
+    with open(path, "w") as handle:
+        for number in range(count):
+            handle.write(json.dumps({"id": str(number), "text": texts[number % len(texts)]}) + "\n")
+
+
+def triples_of(folder: Path) -> dict[str, str]:
+    found = {}
+    for path in sorted((folder / "triples").iterdir()):
+        for line in path.open():
+            row = json.loads(line)
+            found[row["id"]] = json.dumps(row["triples"])
+    return found
+
+
+def timed(command: list[str], output: Path) -> tuple[float, dict]:
+    shutil.rmtree(output, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    return seconds, json.loads((output / "summary.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--export", type=Path, required=True, help="an int8 MiniLM export (WebNLG*)")
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--texts", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=Path("runs/bulk"))
+    args = parser.parse_args()
+    if not (args.shared / "data/webnlg_star_casrel").is_dir():
+        sys.exit(f"{args.shared}/data/webnlg_star_casrel not found; pass --shared")
+    args.work.mkdir(parents=True, exist_ok=True)
+    texts = args.work / "webnlg.jsonl"
+    write_texts(args.shared, args.texts, texts)
+    cores = os.cpu_count() or 1
+    base = [sys.executable, "-m", "triplex.training.cli", "extract", "--model", str(args.export), "--input", str(texts)]
+    address = f"127.0.0.1:{RAY_PORT}"
+    runs = {
+        "one process": ["--threads", str(cores)],
+        f"Ray, 1 actor x {cores} threads": ["--ray", "--address", address, "--actors", "1", "--threads", str(cores)],
+        f"Ray, {cores} actors x 1 thread": ["--ray", "--address", address, "--actors", str(cores), "--threads", "1"],
+    }
+    subprocess.run(["ray", "start", "--head", f"--port={RAY_PORT}", f"--num-cpus={cores}", "--disable-usage-stats"],
+                   check=True, capture_output=True)  # fmt: skip
+    figures, reference = {}, None
+    try:
+        for name, flags in runs.items():
+            rates = []
+            for repeat in range(args.repeats):
+                output = args.work / f"out-{len(figures)}-{repeat}"
+                seconds, summary = timed([*base, "--output", f"{output}/", *flags], output)
+                assert summary["texts"] == args.texts, summary
+                found = triples_of(output)
+                reference = reference or found
+                assert found == reference, f"{name}: other triples than the first run"
+                rates.append(args.texts / seconds)
+                print(f"{name}: {rates[-1]:.1f} texts/s (inside the job: {summary['texts_per_s']})", flush=True)
+            figures[name] = {
+                "texts_per_s_median": round(statistics.median(rates), 1),
+                "runs": [round(r, 1) for r in rates],
+            }
+    finally:
+        subprocess.run(["ray", "stop", "--force"], capture_output=True)
+    single = figures["one process"]["texts_per_s_median"]
+    for entry in figures.values():
+        entry["share_of_one_process"] = round(entry["texts_per_s_median"] / single, 3)
+    merge_results(
+        "bulk",
+        {
+            "webnlg-int8-minilm": {
+                "texts": args.texts,
+                "export": str(args.export),
+                "machine": machine(),
+                "timed": "the whole command from outside (start, model load, read, extract, write), median of "
+                f"{args.repeats}; same triples in every run",
+                **figures,
+            }
+        },
+    )
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
