@@ -23,6 +23,8 @@ from common import ROOT, machine, merge_results
 
 RAY_PORT = 6391
 
+RAY = str(Path(sys.executable).parent / "ray")  # the ray command of this environment, on PATH or not
+
 
 def write_texts(shared: Path, count: int, path: Path) -> None:
     texts = []
@@ -44,7 +46,7 @@ def triples_of(folder: Path) -> dict[str, str]:
 
 def timed(command: list[str], output: Path) -> tuple[float, dict]:
     shutil.rmtree(output, ignore_errors=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
@@ -59,6 +61,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("runs/bulk"))
     args = parser.parse_args()
+    # a cluster on this machine for this run only; token authentication off for it and its clients
+    os.environ.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
     if not (args.shared / "data/webnlg_star_casrel").is_dir():
         sys.exit(f"{args.shared}/data/webnlg_star_casrel not found; pass --shared")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -72,7 +76,7 @@ def main() -> None:
         f"Ray, 1 actor x {cores} threads": ["--ray", "--address", address, "--actors", "1", "--threads", str(cores)],
         f"Ray, {cores} actors x 1 thread": ["--ray", "--address", address, "--actors", str(cores), "--threads", "1"],
     }
-    subprocess.run(["ray", "start", "--head", f"--port={RAY_PORT}", f"--num-cpus={cores}", "--disable-usage-stats"],
+    subprocess.run([RAY, "start", "--head", f"--port={RAY_PORT}", f"--num-cpus={cores}", "--disable-usage-stats"],
                    check=True, capture_output=True)  # fmt: skip
     figures, reference = {}, None
     try:
@@ -92,7 +96,7 @@ def main() -> None:
                 "runs": [round(r, 1) for r in rates],
             }
     finally:
-        subprocess.run(["ray", "stop", "--force"], capture_output=True)
+        subprocess.run([RAY, "stop", "--force"], capture_output=True)
     single = figures["one process"]["texts_per_s_median"]
     for entry in figures.values():
         entry["share_of_one_process"] = round(entry["texts_per_s_median"] / single, 3)

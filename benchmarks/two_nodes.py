@@ -23,6 +23,8 @@ from common import ROOT, machine, merge_results
 
 HEAD_PORT = 6392
 
+RAY = str(Path(sys.executable).parent / "ray")  # the ray command of this environment, on PATH or not
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,17 +33,19 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=4000)
     parser.add_argument("--work", type=Path, default=Path("runs/two-nodes"))
     args = parser.parse_args()
+    # a cluster on this machine for this run only; token authentication off for it and its clients
+    os.environ.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
     args.work.mkdir(parents=True, exist_ok=True)
     texts = args.work / "webnlg.jsonl"
     write_texts(args.shared, args.texts, texts)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     address = f"127.0.0.1:{HEAD_PORT}"
     extract = [sys.executable, "-m", "triplex.training.cli", "extract", "--model", str(args.export)]
     extract += ["--input", str(texts), "--max-chars", "100000"]
     for folder in ("one", "two"):
         shutil.rmtree(args.work / folder, ignore_errors=True)
     subprocess.run([*extract, "--output", f"{args.work}/one/", "--threads", "1"], check=True, env=env)
-    start = ["ray", "start", "--num-cpus=1", "--disable-usage-stats"]
+    start = [RAY, "start", "--num-cpus=1", "--disable-usage-stats"]
     subprocess.run([*start, "--head", f"--port={HEAD_PORT}"], check=True, env=env, capture_output=True)
     try:
         subprocess.run([*start, f"--address={address}"], check=True, env=env, capture_output=True)
@@ -51,7 +55,7 @@ def main() -> None:
         subprocess.run([*extract, "--output", f"{args.work}/two/", *ray_flags], check=True, env=env)
         seconds = time.perf_counter() - started
     finally:
-        subprocess.run(["ray", "stop", "--force"], capture_output=True, env=env)
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env)
     summary = json.loads((args.work / "two" / "summary.json").read_text())
     same = triples_of(args.work / "one") == triples_of(args.work / "two")
     figures = {

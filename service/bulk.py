@@ -135,10 +135,10 @@ def json_record(raw: bytes, number: int, path: str, max_chars: int) -> dict:
     return record | ({"error": problem} if problem else {"text": item["text"]})
 
 
-def read_records(read: Callable[[int], bytes], path: str, max_chars: int) -> Iterator[pa.Table]:
+def read_records(read: Callable[..., bytes], path: str, max_chars: int) -> Iterator[pa.Table]:
     """Blocks of (id, source, text, error) records from one file; a bad record gets its error, never stops."""
     if path.endswith(".parquet"):
-        yield from parquet_records(read(-1), path, max_chars)
+        yield from parquet_records(read(), path, max_chars)
         return
     records = []
     for number, raw in enumerate(lines(read), 1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import ray
@@ -34,4 +35,7 @@ def connect(address: str | None) -> None:
     try:
         ray.init(address=address, logging_level="WARNING", log_to_driver=False, ignore_reinit_error=True)
     except (ConnectionError, RuntimeError) as error:
-        raise ClusterError(f"--address {address}: {str(error).splitlines()[0]}") from None
+        hint = ""
+        if address not in (None, "auto") and os.environ.get("RAY_AUTH_MODE") != "token":
+            hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token here)"
+        raise ClusterError(f"--address {address}: {str(error).splitlines()[0]}{hint}") from None

@@ -24,17 +24,22 @@ from .test_service import free_port, stop
 
 ACTOR = "ExtractBatch"  # Ray names an actor's process after its class: ray::MapWorker(MapBatches(ExtractBatch))
 
+RAY = str(Path(sys.executable).parent / "ray")  # the ray command of this environment, on PATH or not
+
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
-    """A Ray head with 2 CPUs, started the way a user starts one; its address."""
+def cluster():
+    """A Ray head with 2 CPUs, started the way a user starts one; its address. Token authentication is off
+    for it and its clients (set in os.environ, which every command of these tests inherits): with it on,
+    a client that names an address needs RAY_AUTH_MODE=token and the token (Ray's rule since 2.5x)."""
     port = free_port()
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    temp = tmp_path_factory.mktemp("ray")
-    command = ["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--disable-usage-stats"]
-    subprocess.run([*command, f"--temp-dir={temp}"], check=True, capture_output=True, env=env, timeout=300)
+    command = [RAY, "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--disable-usage-stats"]
+    subprocess.run(command, check=True, capture_output=True, env=env, timeout=300)
     yield f"127.0.0.1:{port}"
-    subprocess.run(["ray", "stop", "--force"], capture_output=True, env=env, timeout=300)
+    subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=300)
+    del os.environ["RAY_AUTH_MODE"]
 
 
 def write_inputs(folder: Path, count: int) -> set[str]:
