@@ -34,7 +34,7 @@ class PlainProgress:
         share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
         extra = f", {self.postfix}" if self.postfix else ""
         print(
-            f"{self.desc}: {self.done}/{self.total} {self.unit}s{share}, {rate:.1f}/s{extra}",
+            f"{self.desc}: {self.done}/{self.total} {plural(self.unit)}{share}, {rate:.1f}/s{extra}",
             file=sys.stderr,
             flush=True,
         )
@@ -48,6 +48,10 @@ class PlainProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def plural(unit: str) -> str:
+    return unit + ("es" if unit.endswith(("s", "x", "ch", "sh")) else "s")
 
 
 def progress(total: int, desc: str, unit: str, enabled: bool = True, leave: bool = True) -> tqdm | PlainProgress:

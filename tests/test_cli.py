@@ -248,7 +248,7 @@ def test_serve_refuses_a_broken_export_in_one_line(trained: tuple[Path, Path], t
 def test_version_and_help_defaults() -> None:
     assert triplex("--version").stdout.strip() == f"triplex {triplex_version}"
     help_text = triplex("train", "--help").stdout
-    assert "(default: 20)" in help_text and "--overwrite" in help_text and "--quiet" in help_text
+    assert "(default: auto)" in help_text and "--overwrite" in help_text and "--quiet" in help_text
 
 
 def test_extract_keeps_each_record_and_streams(cli_model: Path) -> None:

@@ -123,7 +123,7 @@ def test_ray_job_writes_what_one_process_writes(trained: tuple[Path, Path], clus
 
 
 def test_a_killed_actor_loses_and_repeats_nothing(trained: tuple[Path, Path], cluster: str, tmp_path: Path) -> None:
-    good = write_inputs(tmp_path / "in", 4000)
+    good = write_inputs(tmp_path / "in", 2000)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "triplex.training.cli", "extract", "--model", str(trained[1])]
     command += ["--input", f"{tmp_path}/in/*", "--output", f"{tmp_path}/out/", "--max-chars", "2000"]
@@ -158,17 +158,17 @@ def test_bad_jobs_fail_in_one_line(trained: tuple[Path, Path], tmp_path: Path) -
     )  # fmt: skip
     assert_one_line_error(unreachable, "no Ray cluster answers")
     assert time.monotonic() - started < 30
-    # Ray not installed: a package named ray that cannot be imported stands first on the path
-    fake = tmp_path / "no-ray" / "ray"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text('raise ImportError("No module named ray")\n')
-    env = {**os.environ, "PYTHONPATH": f"{fake.parent}{os.pathsep}{ROOT}"}
-    without = subprocess.run(
-        [sys.executable, "-m", "triplex.training.cli", "extract", "--model", export, "--input", str(folder),
-         "--output", f"{tmp_path}/o/", "--ray"],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
-    assert_one_line_error(without, 'pip install "triplex[ray]"')
+    # Ray (or pyarrow) not installed: a package of that name that cannot be imported stands first on the path
+    for package, flags, fix in (("ray", ["--ray"], "triplex[ray]"), ("pyarrow", [], "triplex[bulk]")):
+        fake = tmp_path / f"no-{package}" / package
+        fake.mkdir(parents=True)
+        (fake / "__init__.py").write_text(f'raise ImportError("No module named {package}")\n')
+        env = {**os.environ, "PYTHONPATH": f"{fake.parent}{os.pathsep}{ROOT}"}
+        command = [sys.executable, "-m", "triplex.training.cli", "extract", "--model", export, "--input", str(folder)]
+        without = subprocess.run(
+            [*command, "--output", f"{tmp_path}/o/", *flags], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert_one_line_error(without, f'pip install "{fix}"')
 
 
 def without_none(triple: dict) -> dict:
