@@ -175,8 +175,10 @@ def markdown(results: dict) -> str:
     for name, entry in results.items():
         if name not in RUNS:
             continue
+        kind = "partial_" if entry["metric"] == "partial" else ""
+        precision, recall = entry[f"{kind}precision"], entry[f"{kind}recall"]
         ours = (
-            f"**{100 * entry['f1_reported']:.1f}** (P {100 * entry['precision']:.1f}, R {100 * entry['recall']:.1f}), "
+            f"**{100 * entry['f1_reported']:.1f}** (P {100 * precision:.1f}, R {100 * recall:.1f}), "
             f"{entry['encoder'].split('/')[-1]}, {entry['epochs']} epochs, {entry['train_seconds'] / 60:.0f} min CPU"
         )
         published = "; ".join(

@@ -37,6 +37,7 @@ from triplex.service.ray_cluster import connect
 
 TEXTS_PER_ENGINE_BATCH = 8  # a Ray batch holds this many engine batches: a task's overhead is paid once per batch
 ACTOR_CLASS = "MapWorker(MapBatches(ExtractBatch))"  # how Ray Data names the actors of ExtractBatch
+STATE_TIMEOUT_S = 10  # the actors per node come from Ray's state API, which a cluster may lack
 
 
 class RecordsSource(FileBasedDatasource):
@@ -129,17 +130,23 @@ def run_ray(files: list[str], output: Path, fmt: str, args: argparse.Namespace) 
         for block in records.map_batches(bad, batch_format="pyarrow", num_cpus=0).iter_batches(batch_format="pyarrow"):
             errors.write(error_lines(block))
             summary.errors += block.num_rows
+    summary.finish(started)  # the job's time, without the question below
     summary.actors = actors_by_node()
-    return write_summary(output, summary.finish(started))
+    return write_summary(output, summary)
 
 
 def actors_by_node() -> dict[str, int]:
-    """How many extraction actors ran on each node (dead ones too: Ray keeps them listed a while)."""
+    """How many extraction actors ran on each node (dead ones too: Ray keeps them listed a while); empty
+    when the cluster has no dashboard to ask."""
     from ray.util.state import list_actors
 
     counts: dict[str, int] = {}
     job = ray.get_runtime_context().get_job_id()
     filters = [("class_name", "=", ACTOR_CLASS), ("job_id", "=", job)]
-    for actor in list_actors(filters=filters, limit=10_000, raise_on_missing_output=False):
+    try:
+        actors = list_actors(filters=filters, limit=10_000, timeout=STATE_TIMEOUT_S, raise_on_missing_output=False)
+    except Exception:  # the state API lives in the dashboard; a cluster started without one
+        return {}  # (ray start --include-dashboard=false) has written its results all the same
+    for actor in actors:
         counts[actor.node_id] = counts.get(actor.node_id, 0) + 1
     return counts
