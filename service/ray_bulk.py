@@ -139,13 +139,14 @@ def actors_by_node() -> dict[str, int]:
     """How many extraction actors ran on each node (dead ones too: Ray keeps them listed a while); empty
     when the cluster has no dashboard to ask."""
     from ray.util.state import list_actors
+    from ray.util.state.exception import RayStateApiException
 
     counts: dict[str, int] = {}
     job = ray.get_runtime_context().get_job_id()
     filters = [("class_name", "=", ACTOR_CLASS), ("job_id", "=", job)]
     try:
         actors = list_actors(filters=filters, limit=10_000, timeout=STATE_TIMEOUT_S, raise_on_missing_output=False)
-    except Exception:  # the state API lives in the dashboard; a cluster started without one
+    except RayStateApiException:  # the state API lives in the dashboard; a cluster started without one
         return {}  # (ray start --include-dashboard=false) has written its results all the same
     for actor in actors:
         counts[actor.node_id] = counts.get(actor.node_id, 0) + 1
