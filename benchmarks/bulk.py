@@ -1,6 +1,7 @@
 """Bulk extraction: one process against Ray Data with 1 actor (all threads) and with 1 actor per core.
 
     python benchmarks/bulk.py --export runs/exports/webnlg-int8 --shared ../shared [--texts 20000] [--repeats 3]
+                              [--no-dashboard]
 
 Input: WebNLG* train and dev texts, repeated up to --texts, as JSON lines. Each run is the whole command
 (start, model load, read, extract, write), timed from outside; the outputs must hold the same triples.
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("runs/bulk"))
+    parser.add_argument("--no-dashboard", action="store_true", help="start the head without Ray's dashboard")
     args = parser.parse_args()
     # a cluster on this machine for this run only; token authentication off for it and its clients
     os.environ.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
@@ -84,8 +86,9 @@ def main() -> None:
         f"Ray, 1 actor x {cores} threads": ["--ray", "--address", address, "--actors", "1", "--threads", str(cores)],
         f"Ray, {cores} actors x 1 thread": ["--ray", "--address", address, "--actors", str(cores), "--threads", "1"],
     }
-    subprocess.run([RAY, "start", "--head", f"--port={RAY_PORT}", f"--num-cpus={cores}", "--disable-usage-stats"],
-                   check=True, capture_output=True)  # fmt: skip
+    head = [RAY, "start", "--head", f"--port={RAY_PORT}", f"--num-cpus={cores}", "--disable-usage-stats"]
+    head += ["--include-dashboard=false"] if args.no_dashboard else []
+    subprocess.run(head, check=True, capture_output=True)
     figures, reference = {}, None
     try:
         for name, flags in runs.items():
@@ -112,7 +115,7 @@ def main() -> None:
     merge_results(
         "bulk",
         {
-            "webnlg-int8-minilm": {
+            "webnlg-int8-minilm" + (", head without dashboard" if args.no_dashboard else ""): {
                 "texts": args.texts,
                 "export": str(args.export),
                 "machine": machine(),

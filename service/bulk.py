@@ -186,9 +186,17 @@ def bad(records: pa.Table) -> pa.Table:
 class ExtractBatch:
     """Loads the engine once (per Ray actor); a block of good records -> their results."""
 
-    def __init__(self, model: str, provider: str, threads: int, batch_size: int, thresholds: str | None) -> None:
+    def __init__(
+        self,
+        model: str,
+        provider: str,
+        threads: int,
+        batch_size: int,
+        thresholds: str | None,
+        spinning: bool = True,
+    ) -> None:
         chosen = Thresholds.parse(thresholds) if thresholds else None
-        self.engine = Engine(model, provider, threads=threads, batch_size=batch_size, thresholds=chosen)
+        self.engine = Engine(model, provider, threads, batch_size, thresholds=chosen, spinning=spinning)
 
     def __call__(self, records: pa.Table) -> pa.Table:
         found = self.engine.extractor.extract(records["text"].to_pylist())

@@ -2,13 +2,18 @@
 
 Records are read and checked in tasks, extracted in a pool of actors that each load the engine once, and
 written in tasks. Ray retries the batches of an actor that dies on a new one, and a retried write task
-rewrites the same file, so every record lands exactly once. Reading and writing tasks ask for no CPU: the
-actors hold the CPUs (on a 2-core machine an actor with both would otherwise starve the readers).
+rewrites the same file, so every record lands exactly once. A read task writes its file's bad records to
+a part file of its own (a retried one rewrites it), which the driver joins into errors.jsonl at the end:
+one pass over the input. Reading and writing tasks ask for no CPU: the actors hold the CPUs (on a 2-core
+machine an actor with both would otherwise starve the readers), and their threads do not spin, since they
+share the cores with Ray's own processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,14 +46,34 @@ STATE_TIMEOUT_S = 10  # the actors per node come from Ray's state API, which a c
 
 
 class RecordsSource(FileBasedDatasource):
-    """JSON lines and Parquet files as (id, source, text, error) records; one task reads a whole file."""
+    """The good records of JSON lines and Parquet files; one task reads a whole file and writes its bad
+    records to ``errors/NUMBER.jsonl``, NUMBER the file's place among the inputs."""
 
-    def __init__(self, paths: list[str], max_chars: int) -> None:
+    def __init__(self, paths: list[str], max_chars: int, errors: Path) -> None:
         super().__init__(paths)
-        self.max_chars = max_chars
+        self.max_chars, self.errors, self.numbers = max_chars, errors, {path: n for n, path in enumerate(paths)}
 
     def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
-        yield from read_records(f.read, path, self.max_chars)
+        part = None
+        with contextlib.ExitStack() as stack:
+            for records in read_records(f.read, path, self.max_chars):
+                if pc.any(pc.is_valid(records["error"])).as_py():
+                    part = part or stack.enter_context(open(self.errors / f"{self.numbers[path]:06d}.jsonl", "wb"))
+                    part.write(error_lines(bad(records)))
+                yield good(records)
+
+
+def join_errors(parts: Path, target: Path) -> int:
+    """The read tasks' error files as one, in input order; how many records it holds."""
+    count = 0
+    with open(target, "wb") as joined:
+        for part in sorted(parts.iterdir()):
+            data = part.read_bytes()
+            joined.write(data)
+            count += data.count(b"\n")
+            part.unlink()
+    parts.rmdir()
+    return count
 
 
 class ResultSink(BlockBasedFileDatasink):
@@ -106,9 +131,11 @@ def run_ray(files: list[str], output: Path, fmt: str, args: argparse.Namespace) 
         gpus_per_actor = 1.0 if args.device != "cpu" and ray.cluster_resources().get("GPU") else 0.0
     low, high = actor_pool(args.actors, gpus_per_actor)
     threads = args.threads or max(1, int(ray.cluster_resources().get("CPU", 1)) // high)
-    source = RecordsSource(files, args.max_chars)
-    records = ray.data.read_datasource(source, ray_remote_args={"num_cpus": 0})
-    results = records.map_batches(good, batch_format="pyarrow", num_cpus=0).map_batches(
+    parts = output / "errors.parts"  # a failed run's are not this run's
+    shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir()
+    records = ray.data.read_datasource(RecordsSource(files, args.max_chars, parts), ray_remote_args={"num_cpus": 0})
+    results = records.map_batches(
         ExtractBatch,
         fn_constructor_kwargs={
             "model": str(Path(args.model).resolve()),
@@ -116,6 +143,7 @@ def run_ray(files: list[str], output: Path, fmt: str, args: argparse.Namespace) 
             "threads": threads,
             "batch_size": args.batch_size,
             "thresholds": args.thresholds,
+            "spinning": False,
         },
         batch_size=args.batch_size * TEXTS_PER_ENGINE_BATCH,
         batch_format="pyarrow",
@@ -126,10 +154,7 @@ def run_ray(files: list[str], output: Path, fmt: str, args: argparse.Namespace) 
     sink = ResultSink(str(triples_folder), fmt)
     results.write_datasink(sink, ray_remote_args={"num_cpus": 0})
     summary.texts, summary.triples = sink.texts, sink.triples
-    with open(output / "errors.jsonl", "wb") as errors:
-        for block in records.map_batches(bad, batch_format="pyarrow", num_cpus=0).iter_batches(batch_format="pyarrow"):
-            errors.write(error_lines(block))
-            summary.errors += block.num_rows
+    summary.errors = join_errors(parts, output / "errors.jsonl")
     summary.finish(started)  # the job's time, without the question below
     summary.actors = actors_by_node()
     return write_summary(output, summary)
