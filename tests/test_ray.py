@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,8 +28,7 @@ ACTOR = "ExtractBatch"  # Ray names an actor's process after its class: ray::Map
 RAY = str(Path(sys.executable).parent / "ray")  # the ray command of this environment, on PATH or not
 
 
-@pytest.fixture(scope="module")
-def cluster():
+def ray_head(*flags: str) -> Iterator[str]:
     """A Ray head with 2 CPUs, started the way a user starts one; its address. Token authentication is off
     for it and its clients (set in os.environ, which every command of these tests inherits): with it on,
     a client that names an address needs RAY_AUTH_MODE=token and the token (Ray's rule since 2.5x)."""
@@ -36,10 +36,15 @@ def cluster():
     os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     command = [RAY, "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--disable-usage-stats"]
-    subprocess.run(command, check=True, capture_output=True, env=env, timeout=300)
+    subprocess.run([*command, *flags], check=True, capture_output=True, env=env, timeout=300)
     yield f"127.0.0.1:{port}"
     subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=300)
     del os.environ["RAY_AUTH_MODE"]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    yield from ray_head()
 
 
 def write_inputs(folder: Path, count: int) -> set[str]:
@@ -120,6 +125,9 @@ def test_ray_job_writes_what_one_process_writes(trained: tuple[Path, Path], clus
         summary = json.loads((tmp_path / name / "summary.json").read_text())
         assert summary["texts"] == len(good) and summary["errors"] == 4
         assert summary["triples"] == sum(map(len, local.values()))
+        assert not (tmp_path / name / "errors.parts").exists()  # the read tasks' parts, joined
+    # the same errors file, in the same order: the inputs' order, line by line
+    assert (tmp_path / "ray" / "errors.jsonl").read_bytes() == (tmp_path / "local" / "errors.jsonl").read_bytes()
 
 
 def test_a_killed_actor_loses_and_repeats_nothing(trained: tuple[Path, Path], cluster: str, tmp_path: Path) -> None:
