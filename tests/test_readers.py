@@ -103,6 +103,10 @@ def test_casrel_list_and_rel2id(tmp_path: Path) -> None:
     assert spans(examples[0]) == {("Bean", 5, "birthPlace", "Texas", 32, ())}
     rel2id = write(tmp_path, "rel2id.json", json.dumps([{"0": "birthPlace"}, {"birthPlace": 0}]))
     assert [r.label for r in read_schema(rel2id)] == ["birthPlace"]
+    # WebNLG's exact-match copy holds the relation -> id table alone, in id order or not
+    (tmp_path / "only").mkdir()
+    only = write(tmp_path, "only/rel2id.json", json.dumps([{"locatedIn": 1, "birthPlace": 0}]))
+    assert [r.label for r in read_schema(only)] == ["birthPlace", "locatedIn"]
 
 
 def test_whole_words_only_and_case_fallback(tmp_path: Path) -> None:
