@@ -3,6 +3,8 @@
     python benchmarks/accuracy.py --shared ../shared [--only webnlg_star duie1 ...] [--work runs]
     python benchmarks/accuracy.py --markdown    # the README's table
 
+A ``NAME_fp32`` run is NAME's with ``--precision fp32``: the default's bf16 autocast against fp32.
+
 Figures are merged into benchmarks/results/accuracy.json (one entry per run name).
 """
 
@@ -16,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from common import ROOT  # noqa: F401 - puts the project on the path
@@ -56,6 +58,8 @@ RUNS = {
     ),
     "nyt_star": Run([], "data/nyt_star_casrel/dev_triples.json", MINILM, "partial", split=1000),
 }
+FP32 = ["--precision", "fp32"]  # against the default, bf16 autocast where the CPU has it
+RUNS |= {f"{name}_fp32": replace(RUNS[name], flags=FP32) for name in ("conll04", "duie1", "webnlg_star")}
 # Published F1 (%), test splits, full training sets: (system, encoder and size, F1, source).
 PUBLISHED = {
     "webnlg_star": [
@@ -152,7 +156,9 @@ def run(name: str, shared: Path, work: Path, train_seconds: float | None = None)
         "encoder": spec.encoder,
         "metric": spec.metric,
         "f1_reported": round(metrics["partial_f1" if spec.metric == "partial" else "f1"], 4),
-        "published": [dict(zip(("system", "encoder", "f1", "source"), row)) for row in PUBLISHED[name]],
+        "published": [
+            dict(zip(("system", "encoder", "f1", "source"), row)) for row in PUBLISHED[name.removesuffix("_fp32")]
+        ],
         "flags": spec.flags,
         **{
             key: round(metrics[key], 4)
@@ -184,7 +190,10 @@ def markdown(results: dict) -> str:
         published = "; ".join(
             f"{row['system']} {row['f1']} ({row['encoder']}; {row['source']})" for row in entry["published"]
         )
-        lines.append(f"| {name} ({entry['metric']}) | {ours} | {published} |")
+        label = f"{name.removesuffix('_fp32')} ({entry['metric']})"
+        if entry["flags"]:
+            label += f", `{' '.join(entry['flags'])}`"
+        lines.append(f"| {label} | {ours} | {published} |")
     return "\n".join(lines)
 
 
