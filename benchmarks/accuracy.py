@@ -2,6 +2,7 @@
 
     python benchmarks/accuracy.py --shared ../shared [--only webnlg_star duie1 ...] [--work runs]
     python benchmarks/accuracy.py --markdown    # the README's table
+    python benchmarks/accuracy.py --only NAME --choose-thresholds   # no training: thresholds chosen again
 
 A ``NAME_fp32`` run is NAME's with ``--precision fp32``: the default's bf16 autocast against fp32.
 
@@ -135,9 +136,10 @@ def train_model(spec: Run, shared: Path, train: Path, dev: Path, output: Path) -
     return time.perf_counter() - started
 
 
-def run(name: str, shared: Path, work: Path, train_seconds: float | None = None) -> dict:
+def run(name: str, shared: Path, work: Path, train_seconds: float | None = None, choose: bool = False) -> dict:
     """Train with the CLI's defaults (unless ``train_seconds`` of an earlier training into the same folder
-    is given), then evaluate the kept checkpoint on dev."""
+    is given), then evaluate the kept checkpoint on dev (``choose``: after choosing its thresholds on dev
+    again, as training does, with today's grid)."""
     spec = RUNS[name]
     train, dev = prepare(name, spec, shared, work)
     output = work / name
@@ -146,7 +148,8 @@ def run(name: str, shared: Path, work: Path, train_seconds: float | None = None)
     metrics_file = work / f"{name}-dev-metrics.json"
     evaluate = [sys.executable, "-m", "triplex.training.cli", "evaluate", "--model", str(output), "--data", str(dev)]
     errors = ["--errors", str(work / f"{name}-dev-errors.jsonl")]
-    subprocess.run([*evaluate, "--metrics-out", str(metrics_file), *errors], check=True)
+    again = ["--choose-thresholds"] if choose else []
+    subprocess.run([*evaluate, "--metrics-out", str(metrics_file), *errors, *again], check=True)
     metrics = json.loads(metrics_file.read_text())
     log = [json.loads(line) for line in (output / "training_log.jsonl").read_text().splitlines()]
     card = json.loads((output / "extractor.json").read_text())["training"]
@@ -206,6 +209,11 @@ def main() -> None:
     parser.add_argument(
         "--trained-in", type=float, metavar="SECONDS", help="evaluate a run already trained in --work, in SECONDS"
     )
+    parser.add_argument(
+        "--choose-thresholds",
+        action="store_true",
+        help="a run already trained in --work: choose its thresholds on dev again, then evaluate",
+    )
     args = parser.parse_args()
     if args.markdown:
         print(markdown(json.loads(RESULTS.read_text())))
@@ -215,7 +223,10 @@ def main() -> None:
         sys.exit(f"{args.shared}/data not found; pass --shared")
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     for name in args.only:
-        results[name] = run(name, args.shared, args.work, args.trained_in)
+        trained_in = args.trained_in
+        if args.choose_thresholds and trained_in is None:  # no training: the earlier one's time, kept
+            trained_in = results[name]["train_seconds"]
+        results[name] = run(name, args.shared, args.work, trained_in, args.choose_thresholds)
         RESULTS.write_text(json.dumps(results, indent=2))
         print(json.dumps({name: results[name]}, indent=2))
 

@@ -84,6 +84,30 @@ def test_evaluate_writes_metrics_and_errors(cli_model: Path, sample_files: dict[
         assert record["missed"] or record["spurious"]
 
 
+def test_evaluate_chooses_thresholds_and_stores_them(cli_model: Path, tmp_path: Path) -> None:
+    model, data = tmp_path / "model", tmp_path / "other.jsonl"
+    shutil.copytree(cli_model, model)
+    write_jsonl(generate(24, seed=13), data)
+    config = json.loads((model / "extractor.json").read_text())
+    config["thresholds"] = {"start": 0.97, "end": 0.97}  # a poor pair stored: few entities pass it
+    (model / "extractor.json").write_text(json.dumps(config))
+
+    def f1(*flags: str) -> float:
+        result = triplex(
+            "evaluate", "--model", str(model), "--data", str(data), "--metrics-out", f"{tmp_path}/m.json", *flags
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads((tmp_path / "m.json").read_text())["f1"]
+
+    poor, chosen_f1 = f1(), f1("--choose-thresholds")
+    stored = json.loads((model / "extractor.json").read_text())
+    chosen = stored["training"]["thresholds"]
+    assert chosen["chosen"] == f"on {data}" and stored["thresholds"] == {"start": chosen["start"], "end": chosen["end"]}
+    assert chosen_f1 == max(row["f1"] for row in chosen["tried"]) > poor
+    assert f1() == chosen_f1  # the next evaluation reads the stored pair
+    assert f"start {chosen['start']}, end {chosen['end']}" in (model / "README.md").read_text()
+
+
 def test_extract_prints_triples_with_offsets(cli_model: Path) -> None:
     text = "Alice Moreau, who was born in Osaka, works for Kestrel Foods."
     result = triplex("extract", "--model", str(cli_model), "--text", text)

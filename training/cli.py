@@ -210,6 +210,21 @@ def command_train(args: argparse.Namespace) -> None:
     log(f"{figures}; saved in {args.output}")
 
 
+def store_thresholds(extractor, texts: list[str], gold: list, args: argparse.Namespace) -> None:
+    """``evaluate --choose-thresholds``: the pair with the best F1 on the data, into the model's folder."""
+    from triplex.training.evaluate import choose_thresholds
+
+    if not any(gold):
+        raise CliError(f"--choose-thresholds: {args.data} has no triples to choose thresholds on")
+    chosen, tried = choose_thresholds(extractor, texts, gold)
+    config = extractor.config
+    config.training["thresholds"] = {"chosen": f"on {args.data}", **vars(chosen), "tried": tried}
+    config.save(Path(args.model))
+    best = next(row for row in tried if (row["start"], row["end"]) == (chosen.start, chosen.end))
+    log(f"thresholds chosen on {args.data}: start {chosen.start}, end {chosen.end} (F1 {best['f1']:.4f}); "
+        f"stored in {args.model}")  # fmt: skip
+
+
 def command_evaluate(args: argparse.Namespace) -> None:
     from triplex.training.evaluate import score, write_errors
 
@@ -219,9 +234,11 @@ def command_evaluate(args: argparse.Namespace) -> None:
     extractor = load_model(args.model, args.device, args.batch_size, args.thresholds)
     log(f"read {args.data} as {format}: {summary.line()}")
     check_schema(extractor.config.relations, examples, Path(args.data))
+    texts, gold = [example.text for example in examples], [example.triples for example in examples]
+    if args.choose_thresholds:
+        store_thresholds(extractor, texts, gold, args)
     started = time.perf_counter()
-    predicted = [found.triples for found in extractor.extract([example.text for example in examples], progress=True)]
-    gold = [example.triples for example in examples]
+    predicted = [found.triples for found in extractor.extract(texts, progress=True)]
     metrics = score(gold, predicted) | {"seconds": time.perf_counter() - started}
     print(
         f"sentences {metrics['sentences']}  exact P {metrics['precision']:.4f} R {metrics['recall']:.4f} "
@@ -234,7 +251,7 @@ def command_evaluate(args: argparse.Namespace) -> None:
     if args.metrics_out:
         Path(args.metrics_out).write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
     if args.errors:
-        count = write_errors(Path(args.errors), [example.text for example in examples], gold, predicted)
+        count = write_errors(Path(args.errors), texts, gold, predicted)
         log(f"{count} sentences with errors written to {args.errors}")
 
 
@@ -431,8 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--errors", help="write missed/spurious triples per sentence as JSON lines here")
     evaluate.add_argument("--batch-size", type=int, default=64, help="windows per batch")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    evaluate.add_argument(
+    chosen = evaluate.add_mutually_exclusive_group()
+    chosen.add_argument(
         "--thresholds", metavar="START,END", help="pointer thresholds instead of the model's own (chosen on dev data)"
+    )
+    chosen.add_argument(
+        "--choose-thresholds",
+        action="store_true",
+        help="choose the thresholds with the best F1 on --data (as training does on dev), store them in --model",
     )
     evaluate.set_defaults(run=command_evaluate)
 
