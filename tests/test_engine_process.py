@@ -133,7 +133,8 @@ def test_small_requests_are_not_held_behind_a_big_one(trained) -> None:
     )
     queued = metric_value(metrics, "triplex_queue_seconds_count")
     assert metric_value(metrics, 'triplex_queue_seconds_bucket{le="0.1"}') == queued, batch_seconds
-    assert len(latencies) >= 20 and max(latencies) < 1.0 < seconds / 5, (max(latencies), seconds)
+    # a fraction of the big one's time, however fast the machine runs it (4.8 to 10 s here)
+    assert len(latencies) >= 20 and max(latencies) < min(1.0, seconds / 5), (max(latencies), seconds)
 
 
 def metric_value(text: str, name: str) -> float:
