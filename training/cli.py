@@ -212,15 +212,12 @@ def command_train(args: argparse.Namespace) -> None:
 
 def store_thresholds(extractor, texts: list[str], gold: list, args: argparse.Namespace) -> None:
     """``evaluate --choose-thresholds``: the pair with the best F1 on the data, into the model's folder."""
-    from triplex.training.evaluate import choose_thresholds
+    from triplex.training.evaluate import record_thresholds
 
     if not any(gold):
         raise CliError(f"--choose-thresholds: {args.data} has no triples to choose thresholds on")
-    chosen, tried = choose_thresholds(extractor, texts, gold)
-    config = extractor.config
-    config.training["thresholds"] = {"chosen": f"on {args.data}", **vars(chosen), "tried": tried}
-    config.save(Path(args.model))
-    best = next(row for row in tried if (row["start"], row["end"]) == (chosen.start, chosen.end))
+    chosen, best = record_thresholds(extractor, texts, gold, args.data)
+    extractor.config.save(Path(args.model))
     log(f"thresholds chosen on {args.data}: start {chosen.start}, end {chosen.end} (F1 {best['f1']:.4f}); "
         f"stored in {args.model}")  # fmt: skip
 

@@ -402,10 +402,11 @@ def read_schema(path: str | Path) -> list[Relation]:
             predicate, subject_type = field_of(item, "predicate", location), item.get("subject_type", "")
             relations += [Relation(predicate, subject_type, kind, slot) for slot, kind in slots.items()]
         return relations
-    for _, table in records[:2] if len(records) <= 2 else []:  # rel2id.json: [id2rel, rel2id], or [rel2id]
-        if table and isinstance(table, dict) and all(isinstance(v, int) for v in table.values()):
+    tables = [table for _, table in records if isinstance(table, dict) and table] if len(records) <= 2 else []
+    for table in tables:  # rel2id.json: [id2rel, rel2id], or [rel2id] alone
+        if all(isinstance(v, int) for v in table.values()):
             return [Relation(name) for name in sorted(table, key=table.__getitem__)]  # {relation: id}
-        if table and isinstance(table, dict) and all(k.isdigit() and isinstance(v, str) for k, v in table.items()):
+        if all(k.isdigit() and isinstance(v, str) for k, v in table.items()):
             return [Relation(table[key]) for key in sorted(table, key=int)]  # {id: relation}
     raise DataError(f"{path}: not a schema this tool reads (DuIE schema lines, rel2id.json, CoNLL04 types)")
 

@@ -88,3 +88,12 @@ def choose_thresholds(extractor, texts: list[str], gold: list[list[Triple]]) -> 
     start, end = max(((start, value) for value in ENDS), key=preference)
     config.thresholds = Thresholds(start, end)
     return config.thresholds, [{"start": s, "end": e, **figures} for (s, e), figures in sorted(tried.items())]
+
+
+def record_thresholds(extractor, texts: list[str], gold: list[list[Triple]], source: str) -> tuple[Thresholds, dict]:
+    """``choose_thresholds``, written into the extractor's config (its model card says ``chosen on
+    SOURCE``); the chosen pair and its figures."""
+    chosen, tried = choose_thresholds(extractor, texts, gold)
+    config = extractor.config
+    config.training["thresholds"] = {"chosen": f"on {source}", "start": chosen.start, "end": chosen.end, "tried": tried}
+    return chosen, next(row for row in tried if (row["start"], row["end"]) == (chosen.start, chosen.end))

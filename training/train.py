@@ -30,7 +30,7 @@ from triplex.model.progress import progress
 from triplex.model.schema import ExtractorConfig, Relation, Thresholds
 from triplex.model.tokenize import TOKENIZER_FILE, encode_windows, split_cjk_characters
 from triplex.training.data import Example, Summary
-from triplex.training.evaluate import choose_thresholds, score
+from triplex.training.evaluate import record_thresholds, score
 from triplex.training.settings import STATE_FILE, TrainSettings, auto_epochs
 from triplex.training.targets import collate, length_batches, make_features, pointer_loss
 
@@ -161,10 +161,9 @@ def choose_on_dev(
     runners = torch_runners(model.to(device))
     extractor = Extractor(tokenizer, config, *runners, settings.eval_batch_size, overlap=device.type == "cuda")
     texts, gold = [example.text for example in dev_examples], [example.triples for example in dev_examples]
-    chosen, tried = choose_thresholds(extractor, texts, gold)
-    best = next(row for row in tried if (row["start"], row["end"]) == (chosen.start, chosen.end))
+    chosen, best = record_thresholds(extractor, texts, gold, "dev")
+    tried = config.training["thresholds"]["tried"]
     at_default = next((row for row in tried if (row["start"], row["end"]) == (0.6, 0.5)), best)
-    config.training["thresholds"] = {"chosen": "on dev", "start": chosen.start, "end": chosen.end, "tried": tried}
     log(
         f"thresholds chosen on dev: start {chosen.start}, end {chosen.end} (dev F1 {best['f1']:.4f}, "
         f"P {best['precision']:.4f} R {best['recall']:.4f}; at 0.6/0.5: F1 {at_default['f1']:.4f})"
