@@ -91,6 +91,10 @@ def test_page_asks_for_the_api_key(trained: tuple[Path, Path], browser) -> None:
         page.locator("#examples button.example").first.click()
         page.wait_for_function("document.getElementById('status').textContent.includes(' ms')")
         assert page.locator("#status.error").count() == 0 and page.locator("#answer").is_visible()
+        # the same key again (the field losing focus fires change once more) must not reload and wipe the answer
+        page.dispatch_event("#api-key", "change")
+        page.wait_for_timeout(500)
+        assert " ms" in page.locator("#status").inner_text() and page.locator("#answer").is_visible()
     finally:
         stop(process)
 

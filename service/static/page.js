@@ -60,20 +60,27 @@ function explain(error) {
   return say ? say(error.message) : `Error ${error.status} (${error.code}): ${error.message}`;
 }
 
-function setStatus(text, isError = false) {
+let loadedWithKey = null; // the API key the model and examples were last loaded with
+let loadFailed = false; // whether the status line shows a failure to load them
+
+function setStatus(text, isError = false, loading = false) {
   $("status").textContent = text;
   $("status").className = isError ? "error" : "";
+  loadFailed = isError && loading;
 }
 
 async function loadModel() {
+  const key = $("api-key").value.trim();
+  if (key === loadedWithKey) return; // a second change event (the field losing focus) for the same key
   try {
     const [model, schema] = await Promise.all([api("/v1/model"), api("/v1/schema")]);
     $("model").textContent = `model ${model.name} · ${model.precision} on ${model.provider} · ${schema.predicates.length} predicates`;
+    loadedWithKey = key;
     showExamples(schema);
-    setStatus("");
+    if (loadFailed) setStatus(""); // never wipe out what an extraction said meanwhile
   } catch (error) {
     $("model").textContent = "model not available";
-    setStatus(explain(error), true);
+    setStatus(explain(error), true, true);
     if (error.code === "not_ready") setTimeout(loadModel, 1000);
   }
 }
