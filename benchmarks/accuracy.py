@@ -4,7 +4,8 @@
     python benchmarks/accuracy.py --markdown    # the README's table
     python benchmarks/accuracy.py --only NAME --choose-thresholds   # no training: thresholds chosen again
 
-A ``NAME_fp32`` run is NAME's with ``--precision fp32``: the default's bf16 autocast against fp32.
+A ``NAME_fp32`` run is NAME's with ``--precision fp32``: the default's bf16 autocast against fp32;
+``webnlg_star_negative_subjects`` is WebNLG*'s with ``--negative-subjects``.
 
 Figures are merged into benchmarks/results/accuracy.json (one entry per run name).
 """
@@ -61,6 +62,8 @@ RUNS = {
 }
 FP32 = ["--precision", "fp32"]  # against the default, bf16 autocast where the CPU has it
 RUNS |= {f"{name}_fp32": replace(RUNS[name], flags=FP32) for name in ("conll04", "duie1", "webnlg_star")}
+VARIANTS = ("_fp32", "_negative_subjects")  # a run NAME + VARIANT is NAME's with other flags
+RUNS["webnlg_star_negative_subjects"] = replace(RUNS["webnlg_star"], flags=["--negative-subjects"])
 # Published F1 (%), test splits, full training sets: (system, encoder and size, F1, source).
 PUBLISHED = {
     "webnlg_star": [
@@ -159,9 +162,7 @@ def run(name: str, shared: Path, work: Path, train_seconds: float | None = None,
         "encoder": spec.encoder,
         "metric": spec.metric,
         "f1_reported": round(metrics["partial_f1" if spec.metric == "partial" else "f1"], 4),
-        "published": [
-            dict(zip(("system", "encoder", "f1", "source"), row)) for row in PUBLISHED[name.removesuffix("_fp32")]
-        ],
+        "published": [dict(zip(("system", "encoder", "f1", "source"), row)) for row in PUBLISHED[dataset(name)]],
         "flags": spec.flags,
         **{
             key: round(metrics[key], 4)
@@ -176,6 +177,13 @@ def run(name: str, shared: Path, work: Path, train_seconds: float | None = None,
         "train_seconds": round(train_seconds, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU",
     }
+
+
+def dataset(name: str) -> str:
+    """The dataset a run name stands for: the name without its variant."""
+    for variant in VARIANTS:
+        name = name.removesuffix(variant)
+    return name
 
 
 def markdown(results: dict) -> str:
@@ -193,7 +201,7 @@ def markdown(results: dict) -> str:
         published = "; ".join(
             f"{row['system']} {row['f1']} ({row['encoder']}; {row['source']})" for row in entry["published"]
         )
-        label = f"{name.removesuffix('_fp32')} ({entry['metric']})"
+        label = f"{dataset(name)} ({entry['metric']})"
         if entry["flags"]:
             label += f", `{' '.join(entry['flags'])}`"
         lines.append(f"| {label} | {ours} | {published} |")

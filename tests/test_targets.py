@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from triplex.model.schema import Entity, Triple
@@ -11,7 +12,7 @@ from triplex.model.tokenize import encode_windows
 from triplex.training.data import Example, Summary
 from triplex.training.sample import RELATIONS, generate
 from triplex.training.settings import auto_epochs
-from triplex.training.targets import make_features
+from triplex.training.targets import Feature, collate, make_features
 
 
 def long_example() -> Example:
@@ -67,3 +68,14 @@ def test_auto_epochs_fit_the_budget_between_the_bounds() -> None:
     assert auto_epochs(142_842, 12, 384) == 10  # DuIE 1.0 sample, e5-small
     assert auto_epochs(1_000_000, 12, 768) == 3  # large data through BERT-base: the floor
     assert auto_epochs(500, 2, 32) == 20  # tiny data: the cap
+
+
+def test_negative_subjects_add_empty_object_rows_for_objects_that_are_no_subject() -> None:
+    # subject (1, 2) has objects (4, 5) and (6, 6); subject (4, 5) has object (1, 2): (6, 6) is only an object
+    feature = Feature(np.arange(8), {(1, 2): [(0, 4, 5), (1, 6, 6)], (4, 5): [(2, 1, 2)]})
+    plain, negative = collate([feature], 3), collate([feature], 3, negative_subjects=True)
+    assert plain.subjects.tolist() == [[0, 1, 2], [0, 4, 5]]
+    assert negative.subjects.tolist() == [[0, 1, 2], [0, 4, 5], [0, 6, 6]]
+    assert negative.object_targets[:2].equal(plain.object_targets) and negative.object_targets[2].sum() == 0
+    assert negative.subject_targets.equal(plain.subject_targets)  # the subject head's targets are unchanged
+    assert negative.object_weight.tolist() == [1.0, 1.0, 1.0]

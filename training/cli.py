@@ -181,6 +181,7 @@ def command_train(args: argparse.Namespace) -> None:
         head_learning_rate=args.head_lr,
         warmup=args.warmup,
         ema_decay=args.ema_decay,
+        negative_subjects=args.negative_subjects,
         max_length=args.max_length,
         seed=args.seed,
         device=args.device,
@@ -420,6 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--max-length", type=int, default=defaults.max_length, help="tokens per sentence, special tokens included"
+    )
+    train.add_argument(
+        "--negative-subjects",
+        action="store_true",
+        help="also train the object heads on gold objects that are no subject, to find nothing for them",
     )
     train.add_argument("--accumulate", type=int, default=defaults.accumulate, help="batches per optimizer step")
     train.add_argument("--seed", type=int, default=defaults.seed, help="random seed")

@@ -31,6 +31,7 @@ class TrainSettings:
     warmup: float = 0.06  # fraction of all steps
     weight_decay: float = 0.01
     ema_decay: float = 0.999
+    negative_subjects: bool = False  # object rows for gold objects that are no subject
     max_length: int = 256
     seed: int = 42
     device: str = "auto"

@@ -79,8 +79,10 @@ class Batch:
         return Batch(*(tensor.to(device, non_blocking=True) for tensor in vars(self).values()))
 
 
-def collate(features: list[Feature], num_relations: int) -> Batch:
-    """Pad to the batch's longest sentence; every gold subject of every sentence gets an object row."""
+def collate(features: list[Feature], num_relations: int, negative_subjects: bool = False) -> Batch:
+    """Pad to the batch's longest sentence; every gold subject of every sentence gets an object row. With
+    ``negative_subjects`` so does every gold object that is no subject there, with no objects: the object
+    heads learn to find nothing for an entity that is not a subject (many false alarms start at one)."""
     input_ids, attention_mask = pad([feature.ids for feature in features])
     length = input_ids.shape[1]
     subject_targets = torch.zeros(len(features), length, 2)
@@ -90,6 +92,10 @@ def collate(features: list[Feature], num_relations: int) -> Batch:
             subject_targets[row, start, 0] = subject_targets[row, end, 1] = 1
             subjects.append((row, start, end))
             rows.append(objects)
+        others = {(start, end) for objects in feature.objects.values() for _, start, end in objects}
+        for start, end in sorted(others - feature.objects.keys()) if negative_subjects else ():
+            subjects.append((row, start, end))
+            rows.append([])
     object_weight = torch.ones(max(len(subjects), 1))
     if not subjects:  # keep every parameter in the graph (DistributedDataParallel needs that)
         subjects, rows, object_weight = [(0, 0, 0)], [[]], torch.zeros(1)

@@ -267,7 +267,7 @@ def train(
         started, sentences, loss_sum, skipped = time.perf_counter(), 0, 0.0, 0
         bar = progress(len(batches), f"epoch {epoch + 1}/{settings.epochs}", "batch", enabled=main_process)
         for step, batch_features in enumerate(batches):
-            batch = collate(batch_features, len(relations)).to(device)
+            batch = collate(batch_features, len(relations), settings.negative_subjects).to(device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 subject_logits, object_logits = trained(batch.input_ids, batch.attention_mask, batch.subjects)
             loss = pointer_loss(subject_logits, object_logits, batch, SUBJECT_POWER, OBJECT_POWER)
