@@ -60,10 +60,12 @@ RUNS = {
     ),
     "nyt_star": Run([], "data/nyt_star_casrel/dev_triples.json", MINILM, "partial", split=1000),
 }
-FP32 = ["--precision", "fp32"]  # against the default, bf16 autocast where the CPU has it
-RUNS |= {f"{name}_fp32": replace(RUNS[name], flags=FP32) for name in ("conll04", "duie1", "webnlg_star")}
-VARIANTS = ("_fp32", "_negative_subjects")  # a run NAME + VARIANT is NAME's with other flags
-RUNS["webnlg_star_negative_subjects"] = replace(RUNS["webnlg_star"], flags=["--negative-subjects"])
+# A run NAME + SUFFIX is NAME's with FLAGS: suffix -> (flags, the datasets it runs on)
+VARIANTS = {
+    "_fp32": (["--precision", "fp32"], ("conll04", "duie1", "webnlg_star")),  # against bf16 autocast
+    "_negative_subjects": (["--negative-subjects"], ("webnlg_star",)),
+}
+RUNS |= {name + end: replace(RUNS[name], flags=flags) for end, (flags, names) in VARIANTS.items() for name in names}
 # Published F1 (%), test splits, full training sets: (system, encoder and size, F1, source).
 PUBLISHED = {
     "webnlg_star": [

@@ -92,10 +92,11 @@ def collate(features: list[Feature], num_relations: int, negative_subjects: bool
             subject_targets[row, start, 0] = subject_targets[row, end, 1] = 1
             subjects.append((row, start, end))
             rows.append(objects)
-        others = {(start, end) for objects in feature.objects.values() for _, start, end in objects}
-        for start, end in sorted(others - feature.objects.keys()) if negative_subjects else ():
-            subjects.append((row, start, end))
-            rows.append([])
+        if negative_subjects:
+            others = {(start, end) for objects in feature.objects.values() for _, start, end in objects}
+            for start, end in sorted(others - feature.objects.keys()):
+                subjects.append((row, start, end))
+                rows.append([])
     object_weight = torch.ones(max(len(subjects), 1))
     if not subjects:  # keep every parameter in the graph (DistributedDataParallel needs that)
         subjects, rows, object_weight = [(0, 0, 0)], [[]], torch.zeros(1)
