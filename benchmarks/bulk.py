@@ -1,5 +1,8 @@
 """Bulk extraction: one process against Ray Data with 1 actor (all threads) and with 1 actor per core.
 
+One process runs as ``triplex extract`` does by default (a single-threaded stream of engine batches per core)
+and, for comparison, as one stream whose batches use every core.
+
     python benchmarks/bulk.py --export runs/exports/webnlg-int8 --shared ../shared [--texts 20000] [--repeats 3]
                               [--no-dashboard]
 
@@ -82,35 +85,42 @@ def main() -> None:
     base = [sys.executable, "-m", "triplex.training.cli", "extract", "--model", str(args.export), "--input", str(texts)]
     address = f"127.0.0.1:{RAY_PORT}"
     runs = {
-        "one process": ["--threads", str(cores)],
+        "one process": ["--threads", str(cores)],  # one single-threaded stream per core (the default)
+        f"one process, 1 stream x {cores} threads": ["--threads", str(cores), "--streams", "1"],
         f"Ray, 1 actor x {cores} threads": ["--ray", "--address", address, "--actors", "1", "--threads", str(cores)],
         f"Ray, {cores} actors x 1 thread": ["--ray", "--address", address, "--actors", str(cores), "--threads", "1"],
     }
     head = [RAY, "start", "--head", f"--port={RAY_PORT}", f"--num-cpus={cores}", "--disable-usage-stats"]
     head += ["--include-dashboard=false"] if args.no_dashboard else []
     subprocess.run(head, check=True, capture_output=True)
-    figures, reference = {}, None
+    measured = {name: {"rates": [], "inside": [], "differ": []} for name in runs}
+    reference = None
     try:
-        for name, flags in runs.items():
-            rates, inside, differ = [], [], []
-            for repeat in range(args.repeats):
-                output = args.work / f"out-{len(figures)}-{repeat}"
+        for repeat in range(args.repeats):  # interleaved: the VM's drift falls on every runner alike
+            for number, (name, flags) in enumerate(runs.items()):
+                output = args.work / f"out-{number}-{repeat}"
                 seconds, summary = timed([*base, "--output", f"{output}/", *flags], output)
                 assert summary["texts"] == args.texts, summary
                 found = triples_of(output, scores=False)
                 reference = reference or found
-                differ.append(differing(found, reference))
-                rates.append(args.texts / seconds)
-                inside.append(summary["texts_per_s"])
-                print(f"{name}: {rates[-1]:.1f} texts/s (inside the job: {summary['texts_per_s']})", flush=True)
-            figures[name] = {
-                "texts_per_s_median": round(statistics.median(rates), 1),
-                "runs": [round(r, 1) for r in rates],
-                "inside_the_job_texts_per_s_median": statistics.median(inside),  # the summary's: no start-up
-                "records_with_other_triples_than_the_first_run": differ,
-            }
+                runner = measured[name]
+                runner["differ"].append(differing(found, reference))
+                runner["rates"].append(args.texts / seconds)
+                runner["inside"].append(summary["texts_per_s"])
+                print(
+                    f"{name}: {args.texts / seconds:.1f} texts/s (inside the job: {summary['texts_per_s']})", flush=True
+                )
     finally:
         subprocess.run([RAY, "stop", "--force"], capture_output=True)
+    figures = {
+        name: {
+            "texts_per_s_median": round(statistics.median(runner["rates"]), 1),
+            "runs": [round(rate, 1) for rate in runner["rates"]],
+            "inside_the_job_texts_per_s_median": statistics.median(runner["inside"]),  # the summary's: no start-up
+            "records_with_other_triples_than_the_first_run": runner["differ"],
+        }
+        for name, runner in measured.items()
+    }
     single = figures["one process"]["texts_per_s_median"]
     for entry in figures.values():
         entry["share_of_one_process"] = round(entry["texts_per_s_median"] / single, 3)
@@ -122,7 +132,8 @@ def main() -> None:
                 "export": str(args.export),
                 "machine": machine(),
                 "timed": "the whole command from outside (start, model load, read, extract, write), median of "
-                f"{args.repeats}. Every record exactly once in every run. int8 exports quantize each batch's "
+                f"{args.repeats}, the runners interleaved. Every record exactly once in every run. int8 exports "
+                "quantize each batch's "
                 "activations with one scale (ONNX Runtime's dynamic quantization), so a record's triples can "
                 "change with the records batched beside it: counted here, without scores; an fp32 export "
                 "gives the same triples (benchmarks/two_nodes.py, tests/test_ray.py)",

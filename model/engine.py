@@ -12,6 +12,7 @@ here; a half-configured TensorRT is slower than CUDA. It can come back with the 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -83,12 +84,17 @@ class Engine:
         batch_size: int = 32,
         spinning: bool = True,
         thresholds: Thresholds | None = None,
+        streams: int = 1,
     ) -> None:
-        """``thresholds``: instead of the export's own (chosen on dev data at training time)."""
+        """``thresholds``: instead of the export's own (chosen on dev data at training time). ``streams``:
+        batches run at once on the CPU, the ``threads`` shared among them (see ``pipelined``)."""
         folder = Path(folder)
         check_export_folder(folder)
         providers = choose_providers(provider)
         on_gpu = providers[0] != PROVIDERS["cpu"]
+        streams = 1 if on_gpu else max(1, streams)
+        if streams > 1:
+            threads = max(1, (threads or len(os.sched_getaffinity(0))) // streams)
         try:
             self.config = ExtractorConfig.load(folder)
             tokenizer = load_tokenizer(folder)
@@ -116,7 +122,7 @@ class Engine:
         self.folder = folder
         self.on_gpu = self.provider != PROVIDERS["cpu"]
         self.extractor = Extractor(
-            tokenizer, self.config, self.run_encoder, self.run_objects, batch_size, overlap=self.on_gpu
+            tokenizer, self.config, self.run_encoder, self.run_objects, batch_size, self.on_gpu, streams
         )
 
     def run_encoder(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[object, np.ndarray]:

@@ -82,18 +82,21 @@ def pipelined(
     run: Callable[[P], R],
     finish: Callable[[T, R], None],
     overlap: bool = True,
+    streams: int = 1,
 ) -> None:
-    """``finish(item, run(prepare(item)))`` for every item. With ``overlap`` the stages overlap: while
-    ``run`` works on item k (in its own thread: ONNX Runtime and PyTorch release the GIL), this thread
-    prepares item k+1 and finishes item k-1, so an accelerator always has the next batch waiting. On
-    the CPU the graphs already use every core, and the overlap only costs (measured: 6% at batch 1).
-    An item ``None`` finishes everything in flight before the next item is asked for."""
-    if not overlap:
+    """``finish(item, run(prepare(item)))`` for every item, finished in order. With ``overlap`` the stages
+    overlap: while ``run`` works on item k (in its own thread: ONNX Runtime and PyTorch release the GIL),
+    this thread prepares item k+1 and finishes item k-1, so an accelerator always has the next batch
+    waiting. On the CPU one run's graphs already use every core, and the overlap only costs (measured:
+    6% at batch 1). ``streams`` > 1 runs that many items at once (implies ``overlap``): on the CPU, one
+    single-threaded run per core keeps every core busy without the per-operator hand-offs of a thread
+    pool. An item ``None`` finishes everything in flight before the next item is asked for."""
+    if not overlap and streams == 1:
         for item in items:
             if item is not None:
                 finish(item, run(prepare(item)))
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="accelerator") as accelerator:
+    with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="accelerator") as accelerator:
         in_flight: deque[tuple[T, Future]] = deque()
         for item in items:
             if item is None:  # nothing more for now (a server's queue ran dry): finish what is in flight
@@ -102,7 +105,7 @@ def pipelined(
                     finish(done, future.result())
                 continue
             in_flight.append((item, accelerator.submit(run, prepare(item))))
-            if len(in_flight) > 1:
+            if len(in_flight) > streams:
                 done, future = in_flight.popleft()
                 finish(done, future.result())
         while in_flight:
@@ -112,7 +115,8 @@ def pipelined(
 
 class Extractor:
     """Texts in, triples out, through ``run_encoder``/``run_objects`` (PyTorch or ONNX Runtime);
-    ``overlap`` pipelines the batches (for an accelerator)."""
+    ``overlap`` pipelines the batches (for an accelerator), ``streams`` runs that many at once (see
+    ``pipelined``)."""
 
     def __init__(
         self,
@@ -122,8 +126,10 @@ class Extractor:
         run_objects: RunObjects,
         batch_size: int = 32,
         overlap: bool = False,
+        streams: int = 1,
     ) -> None:
         self.tokenizer, self.config, self.batch_size, self.overlap = tokenizer, config, batch_size, overlap
+        self.streams = streams
         self.run_encoder, self.run_objects = run_encoder, run_objects
 
     def windows(self, texts: list[str]) -> list[list[Encoded]]:
@@ -157,7 +163,7 @@ class Extractor:
 
         with progress_bar(len(flat), "extract", "window", enabled=progress, leave=False) as bar:
             prepare = lambda batch: pad_windows([item[2] for item in batch])  # noqa: E731
-            pipelined(batches, prepare, self.find_spans, finish, self.overlap)
+            pipelined(batches, prepare, self.find_spans, finish, self.overlap, self.streams)
         return [
             Extraction(merge_windows(text_windows, text_found), len(text_windows))
             for text_windows, text_found in zip(windows, found)

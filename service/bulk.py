@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,9 @@ RESULTS = pa.schema(
 )
 READ_BYTES = 1 << 24  # a JSON lines file is read this much at a time
 ROWS_PER_BLOCK = 4096  # records per block read
+# Engine batches per call of ExtractBatch (a Ray batch): a Ray task's overhead is paid once per call, and
+# the streams of a call wait for its last batch, so a call holds many
+ENGINE_BATCHES_PER_CALL = 32
 
 
 class BulkError(ValueError):
@@ -194,9 +198,14 @@ class ExtractBatch:
         batch_size: int,
         thresholds: str | None,
         spinning: bool = True,
+        streams: int = 0,
     ) -> None:
+        """``streams``: engine batches run at once on the CPU; 0, one per thread (each single-threaded)."""
         chosen = Thresholds.parse(thresholds) if thresholds else None
-        self.engine = Engine(model, provider, threads, batch_size, thresholds=chosen, spinning=spinning)
+        streams = streams or threads or len(os.sched_getaffinity(0))
+        self.engine = Engine(
+            model, provider, threads, batch_size, thresholds=chosen, spinning=spinning, streams=streams
+        )
 
     def __call__(self, records: pa.Table) -> pa.Table:
         found = self.engine.extractor.extract(records["text"].to_pylist())

@@ -1,18 +1,20 @@
 """Bulk extraction as a Ray Data job (``triplex extract --ray``; needs ``pip install "triplex[ray]"``).
 
-Records are read and checked in tasks, extracted in a pool of actors that each load the engine once, and
-written in tasks. Ray retries the batches of an actor that dies on a new one, and a retried write task
-rewrites the same file, so every record lands exactly once. A read task writes its file's bad records to
-a part file of its own (a retried one rewrites it), which the driver joins into errors.jsonl at the end:
-one pass over the input. Reading and writing tasks ask for no CPU: the actors hold the CPUs (on a 2-core
-machine an actor with both would otherwise starve the readers), and their threads do not spin, since they
-share the cores with Ray's own processes.
+Records are read and checked in tasks, then extracted and written by a pool of actors that each load the
+engine once. Ray retries the batches of an actor that dies on a new one, and a retried batch rewrites the
+same file, so every record lands exactly once. A read task writes its file's bad records to a part file of
+its own (a retried one rewrites it), which the driver joins into errors.jsonl at the end: one pass over the
+input. Read tasks ask for no CPU: the actors hold the CPUs (on a 2-core machine an actor with both would
+otherwise starve the readers), and their threads do not spin, since they share the cores with Ray's own
+processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -23,10 +25,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 from ray.data import ActorPoolStrategy
-from ray.data.block import BlockAccessor
-from ray.data.datasource import BlockBasedFileDatasink, FileBasedDatasource
+from ray.data.datasource import FileBasedDatasource
 
 from triplex.service.bulk import (
+    ENGINE_BATCHES_PER_CALL,
     BulkError,
     ExtractBatch,
     Summary,
@@ -40,8 +42,7 @@ from triplex.service.bulk import (
 )
 from triplex.service.ray_cluster import connect
 
-TEXTS_PER_ENGINE_BATCH = 8  # a Ray batch holds this many engine batches: a task's overhead is paid once per batch
-ACTOR_CLASS = "MapWorker(MapBatches(ExtractBatch))"  # how Ray Data names the actors of ExtractBatch
+ACTOR_CLASS = "MapWorker(MapBatches(ExtractAndWrite))"  # how Ray Data names the actors of ExtractAndWrite
 STATE_TIMEOUT_S = 10  # the actors per node come from Ray's state API, which a cluster may lack
 
 
@@ -76,29 +77,29 @@ def join_errors(parts: Path, target: Path) -> int:
     return count
 
 
-class ResultSink(BlockBasedFileDatasink):
-    """Result files as JSON lines or Parquet; counts what the write tasks that succeeded wrote."""
+class ExtractAndWrite(ExtractBatch):
+    """In each actor: a batch of good records -> their results, written to a file of the results folder;
+    returns the batch's counts. The file is named after the batch's first record (its FILE:LINE), so a
+    batch that Ray retries after its actor died rewrites the same file; it is written under a hidden
+    name and then renamed, so a dead actor leaves no half-written result. Writing here rather than in
+    write tasks spares each batch a trip through the object store and a task on a worker of its own."""
 
-    def __init__(self, path: str, fmt: str) -> None:
-        super().__init__(path, file_format=fmt)
-        self.format, self.texts, self.triples = fmt, 0, 0
+    def __init__(self, folder: str, fmt: str, **engine) -> None:
+        super().__init__(**engine)
+        self.folder, self.format = Path(folder), fmt
 
-    def write_block_to_file(self, block: BlockAccessor, file: pa.NativeFile) -> None:
-        table = block.to_arrow()
+    def __call__(self, records: pa.Table) -> pa.Table:
+        results = super().__call__(records)
+        name = hashlib.sha1(records["source"][0].as_py().encode()).hexdigest()[:20]
+        target = self.folder / f"part-{name}.{self.format}"
+        hidden = target.with_name(f".{target.name}.{os.getpid()}")
         if self.format == "parquet":
-            pq.write_table(table, file)
+            pq.write_table(results, hidden)
         else:
-            file.write(json_lines(table))
-
-    def write(self, blocks, ctx) -> tuple[int, int]:
-        tables = [BlockAccessor.for_block(block).to_arrow() for block in blocks]
-        super().write(tables, ctx)
-        return sum(t.num_rows for t in tables), sum(pc.sum(t["triple_count"]).as_py() or 0 for t in tables)
-
-    def on_write_complete(self, write_result) -> None:
-        super().on_write_complete(write_result)
-        self.texts = sum(texts for texts, _ in write_result.write_returns)
-        self.triples = sum(triples for _, triples in write_result.write_returns)
+            hidden.write_bytes(json_lines(results))
+        os.replace(hidden, target)
+        triples = pc.sum(results["triple_count"]).as_py() or 0
+        return pa.table({"texts": [results.num_rows], "triples": [triples]})
 
 
 def actor_pool(actors: str, gpus_per_actor: float) -> tuple[int, int]:
@@ -122,7 +123,7 @@ def actor_pool(actors: str, gpus_per_actor: float) -> tuple[int, int]:
 
 def run_ray(files: list[str], output: Path, fmt: str, args: argparse.Namespace) -> Summary:
     """``triplex extract --ray``: ``args`` are its flags (model, address, actors, gpus_per_actor, threads,
-    batch_size, max_chars, thresholds, device)."""
+    streams, batch_size, max_chars, thresholds, device)."""
     connect(args.address)
     started, summary = time.perf_counter(), Summary(runner="Ray")
     triples_folder = prepare_output(output)
@@ -135,25 +136,30 @@ def run_ray(files: list[str], output: Path, fmt: str, args: argparse.Namespace) 
     shutil.rmtree(parts, ignore_errors=True)
     parts.mkdir()
     records = ray.data.read_datasource(RecordsSource(files, args.max_chars, parts), ray_remote_args={"num_cpus": 0})
-    results = records.map_batches(
-        ExtractBatch,
+    counts = records.map_batches(
+        ExtractAndWrite,
         fn_constructor_kwargs={
+            "folder": str(triples_folder.resolve()),
+            "fmt": fmt,
             "model": str(Path(args.model).resolve()),
             "provider": "cuda" if gpus_per_actor else "cpu",
             "threads": threads,
             "batch_size": args.batch_size,
             "thresholds": args.thresholds,
             "spinning": False,
+            "streams": args.streams,
         },
-        batch_size=args.batch_size * TEXTS_PER_ENGINE_BATCH,
+        batch_size=args.batch_size * ENGINE_BATCHES_PER_CALL,
         batch_format="pyarrow",
         compute=ActorPoolStrategy(min_size=low, max_size=high),
         num_cpus=threads,
         num_gpus=gpus_per_actor,
     )
-    sink = ResultSink(str(triples_folder), fmt)
-    results.write_datasink(sink, ray_remote_args={"num_cpus": 0})
-    summary.texts, summary.triples = sink.texts, sink.triples
+    for batch in counts.iter_batches(batch_size=None, batch_format="pyarrow"):
+        summary.texts += pc.sum(batch["texts"]).as_py() or 0
+        summary.triples += pc.sum(batch["triples"]).as_py() or 0
+    for stray in triples_folder.glob(".part-*"):  # what an actor that died was writing
+        stray.unlink()
     summary.errors = join_errors(parts, output / "errors.jsonl")
     summary.finish(started)  # the job's time, without the question below
     summary.actors = actors_by_node()

@@ -181,6 +181,18 @@ def test_overlapping_stages_keep_the_order_and_prepare_ahead() -> None:
     events.clear()  # None: the source has nothing for now, so what is in flight is finished first
     pipelined([0, 1, None, 2], prepare, run, finish, overlap=True)
     assert events == ["prepare 0", "prepare 1", "finish 0", "finish 1", "prepare 2", "finish 2"]
+    events.clear()  # two streams: two items run while a third is prepared, and they finish in order
+    pipelined(range(4), prepare, run, finish, overlap=False, streams=2)
+    assert events == [
+        "prepare 0",
+        "prepare 1",
+        "prepare 2",
+        "finish 0",
+        "prepare 3",
+        "finish 1",
+        "finish 2",
+        "finish 3",
+    ]
 
 
 def test_the_overlapping_engine_gives_the_same_triples(trained: tuple[Path, Path]) -> None:
@@ -189,3 +201,6 @@ def test_the_overlapping_engine_gives_the_same_triples(trained: tuple[Path, Path
     sequential = engine.extract(texts)
     engine.extractor.overlap = True  # as on a GPU
     assert engine.extract(texts) == sequential and any(found.triples for found in sequential)
+    streams = Engine(trained[1], provider="cpu", batch_size=5, threads=2, streams=2)  # two batches at once
+    assert streams.extractor.streams == 2 and streams.encoder.get_session_options().intra_op_num_threads == 1
+    assert streams.extract(texts) == sequential

@@ -23,7 +23,7 @@ from .conftest import ROOT
 from .test_cli import assert_one_line_error, triplex
 from .test_service import free_port, stop
 
-ACTOR = "ExtractBatch"  # Ray names an actor's process after its class: ray::MapWorker(MapBatches(ExtractBatch))
+ACTOR = "ExtractAndWrite"  # Ray names an actor's process after its class: ray::MapWorker(MapBatches(ExtractAndWrite))
 
 RAY = str(Path(sys.executable).parent / "ray")  # the ray command of this environment, on PATH or not
 

@@ -261,7 +261,15 @@ def is_bulk(args: argparse.Namespace) -> bool:
 
 def command_bulk(args: argparse.Namespace) -> None:
     try:
-        from triplex.service.bulk import BulkError, ExtractBatch, count_records, input_files, output_format, run_local
+        from triplex.service.bulk import (
+            ENGINE_BATCHES_PER_CALL,
+            BulkError,
+            ExtractBatch,
+            count_records,
+            input_files,
+            output_format,
+            run_local,
+        )
     except ImportError:
         raise CliError('a results folder needs pyarrow: pip install "triplex[bulk]"') from None
     if args.text is not None or args.input == "-":
@@ -283,9 +291,12 @@ def command_bulk(args: argparse.Namespace) -> None:
             except ClusterError as error:
                 raise CliError(str(error)) from None
         else:
-            extract = ExtractBatch(args.model, args.device, args.threads, args.batch_size, args.thresholds)
+            extract = ExtractBatch(
+                args.model, args.device, args.threads, args.batch_size, args.thresholds, streams=args.streams
+            )
             with progress(count_records(files), "extract", "text") as bar:
-                summary = run_local(files, output, fmt, extract, args.max_chars, args.batch_size * 8, bar.update)
+                texts = args.batch_size * ENGINE_BATCHES_PER_CALL
+                summary = run_local(files, output, fmt, extract, args.max_chars, texts, bar.update)
     except BulkError as error:
         raise CliError(str(error)) from None
     log(f"{summary.line()}; results in {output / 'triples'}, errors in {output / 'errors.jsonl'}")
@@ -487,6 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     bulk.add_argument("--max-chars", type=int, default=100_000, help="longer texts go to errors.jsonl")
     bulk.add_argument(
         "--threads", type=int, default=0, help="CPU threads per engine (0: all cores, or the actor's share)"
+    )
+    bulk.add_argument(
+        "--streams",
+        type=int,
+        default=0,
+        help="engine batches run at once on the CPU, sharing --threads (0: one single-threaded batch per thread)",
     )
     bulk.add_argument("--ray", action="store_true", help='run as a Ray Data job (pip install "triplex[ray]")')
     bulk.add_argument("--address", help="Ray cluster: auto (the one on this machine) or HOST:PORT; default: start one")
