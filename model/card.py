@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from triplex.model.schema import ExtractorConfig
+    from triplex.model.schema import ExtractorConfig, Thresholds
 
 CARD_FILE = "README.md"
 
@@ -13,6 +13,13 @@ CARD_FILE = "README.md"
 def table(header: list[str], rows: list[list[object]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
+def card_thresholds(thresholds: Thresholds) -> str:
+    objects = f"start {thresholds.start}, end {thresholds.end}"
+    if thresholds.subjects == (thresholds.start, thresholds.end):
+        return objects
+    return f"subjects start {thresholds.subjects[0]}, end {thresholds.subjects[1]}; objects {objects}"
 
 
 def model_card(config: ExtractorConfig) -> str:
@@ -30,7 +37,7 @@ def model_card(config: ExtractorConfig) -> str:
         + (", ..." if len({r.predicate for r in config.relations}) > 20 else "")
         + ")",
         f"- max length {config.max_length} tokens per window, {config.window_stride} shared by consecutive windows",
-        f"- thresholds: start {config.thresholds.start}, end {config.thresholds.end}"
+        f"- thresholds: {card_thresholds(config.thresholds)}"
         + (f" ({training['thresholds']['chosen']})" if training.get("thresholds") else ""),
     ]
     if training.get("files"):

@@ -76,8 +76,9 @@ def subject_spans(
     """Subjects (N, 3) as batch index/start/end, ordered by window and start, and their scores (N,)."""
     length = content.shape[1]
     start_probs, end_probs = subject_probs[..., 0].ravel(), subject_probs[..., 1].ravel()
-    starts = np.flatnonzero((start_probs > thresholds.start) & content.ravel())
-    ends = np.flatnonzero((end_probs > thresholds.end) & content.ravel())
+    start_threshold, end_threshold = thresholds.subjects
+    starts = np.flatnonzero((start_probs > start_threshold) & content.ravel())
+    ends = np.flatnonzero((end_probs > end_threshold) & content.ravel())
     first, last = pair(starts, ends, length)
     starts, ends = starts[first], ends[last]
     subjects = np.stack([starts // length, starts % length, ends % length], axis=1)

@@ -86,23 +86,54 @@ class Relation:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Pointer probabilities above which a token starts or ends an entity (0.6 / 0.5 is the known-good pair)."""
+    """Pointer probabilities above which a token starts or ends an entity (0.6 / 0.5 is the known-good pair).
+
+    ``start``/``end`` hold for objects, and for subjects too unless ``subject_start``/``subject_end`` are
+    set: training may choose them apart on dev (spurious triples come mostly from extra objects of right
+    subjects, so the best objects' thresholds can lie above the subjects')."""
 
     start: float = 0.6
     end: float = 0.5
+    subject_start: float | None = None
+    subject_end: float | None = None
 
     def __post_init__(self) -> None:
-        if not (0 < self.start < 1 and 0 < self.end < 1):
-            raise ValueError(f"thresholds {self.start},{self.end}: each must lie between 0 and 1")
+        if not all(0 < value < 1 for value in (self.start, self.end, *self.subjects)):
+            raise ValueError(f"thresholds {self.describe()}: each must lie between 0 and 1")
+
+    @property
+    def subjects(self) -> tuple[float, float]:
+        start = self.start if self.subject_start is None else self.subject_start
+        return start, self.end if self.subject_end is None else self.subject_end
+
+    def to_dict(self) -> dict[str, float]:
+        """As stored in extractor.json: the subjects' own pair only when it differs."""
+        values = {"start": self.start, "end": self.end}
+        if self.subjects != (self.start, self.end):
+            values |= dict(zip(("subject_start", "subject_end"), self.subjects))
+        return values
+
+    def describe(self) -> str:
+        """``START,END``, or ``SUBJECT_START,SUBJECT_END,OBJECT_START,OBJECT_END`` (as ``parse`` reads it)."""
+        values = (*self.subjects, self.start, self.end) if "subject_start" in self.to_dict() else (self.start, self.end)
+        return ",".join(f"{value:g}" for value in values)
 
     @classmethod
     def parse(cls, text: str) -> Thresholds:
-        """``"START,END"`` (as ``--thresholds`` and ``TRIPLEX_THRESHOLDS`` take them)."""
+        """``"START,END"`` for subjects and objects alike, or ``"SUBJECT_START,SUBJECT_END,OBJECT_START,
+        OBJECT_END"`` (as ``--thresholds`` and ``TRIPLEX_THRESHOLDS`` take them)."""
         try:
-            start, end = (float(part) for part in text.split(","))
+            values = [float(part) for part in text.split(",")]
         except ValueError:
-            raise ValueError(f"thresholds '{text}': give two numbers, START,END (such as 0.6,0.5)") from None
-        return cls(start, end)
+            values = []
+        if len(values) == 2:
+            return cls(*values)
+        if len(values) == 4:
+            return cls(values[2], values[3], values[0], values[1])
+        raise ValueError(
+            f"thresholds '{text}': give START,END (such as 0.6,0.5) or "
+            "SUBJECT_START,SUBJECT_END,OBJECT_START,OBJECT_END (such as 0.5,0.5,0.8,0.7)"
+        )
 
 
 @dataclass
@@ -151,7 +182,8 @@ class ExtractorConfig:
 
     def save(self, directory: Path) -> None:
         """``extractor.json`` and the model card (``README.md``) that states the same facts for people."""
-        (Path(directory) / CONFIG_FILE).write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2))
+        stored = asdict(self) | {"thresholds": self.thresholds.to_dict()}
+        (Path(directory) / CONFIG_FILE).write_text(json.dumps(stored, ensure_ascii=False, indent=2))
         (Path(directory) / CARD_FILE).write_text(model_card(self))
 
     @classmethod

@@ -29,7 +29,9 @@ def serve(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="HTTP front-end processes (TRIPLEX_WORKERS, default 1)")
     parser.add_argument("--provider", help="auto, cuda or cpu (TRIPLEX_PROVIDER)")
     parser.add_argument(
-        "--thresholds", metavar="START,END", help="pointer thresholds instead of the model's own (TRIPLEX_THRESHOLDS)"
+        "--thresholds",
+        metavar="START,END[,OBJ_START,OBJ_END]",
+        help="pointer thresholds instead of the model's own (TRIPLEX_THRESHOLDS)",
     )
     ray = parser.add_argument_group('replicas on Ray Serve (pip install "triplex[ray]")')
     ray.add_argument("--ray", action="store_true", help="deploy replicas of this service on Ray Serve")

@@ -83,7 +83,7 @@ class EngineServer:
             "provider": engine.provider,
             "precision": engine.config.export.precision if engine.config.export else "fp32",
             "max_batch_size": batch_size,
-            "thresholds": vars(engine.config.thresholds),  # the export's own, or TRIPLEX_THRESHOLDS
+            "thresholds": engine.config.thresholds.to_dict(),  # the export's own, or TRIPLEX_THRESHOLDS
         }
 
     def serve(self, path: str) -> None:

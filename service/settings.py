@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     )
     request_timeout_s: float = Field(30.0, gt=0, description="a request waiting longer gets 504")
     thresholds: str | None = Field(
-        None, description="START,END pointer thresholds instead of the model's own (chosen on dev data)"
+        None,
+        description="START,END pointer thresholds instead of the model's own (chosen on dev data); four numbers: "
+        "the subjects' start and end, then the objects'",
     )
     access_log: bool = Field(False, description="log every request (uvicorn's access log); costs CPU under load")
     log_format: Literal["text", "json"] = Field("text", description="text, or json: one JSON object per log line")

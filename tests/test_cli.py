@@ -12,6 +12,7 @@ import pytest
 
 from triplex import __version__ as triplex_version
 from triplex.training.cli import main
+from triplex.training.evaluate import thresholds_of
 from triplex.training.sample import generate, write_jsonl, write_schema
 
 from .conftest import ROOT
@@ -102,10 +103,28 @@ def test_evaluate_chooses_thresholds_and_stores_them(cli_model: Path, tmp_path: 
     poor, chosen_f1 = f1(), f1("--choose-thresholds")
     stored = json.loads((model / "extractor.json").read_text())
     chosen = stored["training"]["thresholds"]
-    assert chosen["chosen"] == f"on {data}" and stored["thresholds"] == {"start": chosen["start"], "end": chosen["end"]}
+    assert chosen["chosen"] == f"on {data}" and stored["thresholds"] == thresholds_of(chosen)
     assert chosen_f1 == max(row["f1"] for row in chosen["tried"]) > poor
-    assert f1() == chosen_f1  # the next evaluation reads the stored pair
+    assert f1() == chosen_f1  # the next evaluation reads the stored thresholds
     assert f"start {chosen['start']}, end {chosen['end']}" in (model / "README.md").read_text()
+    # the subjects' own thresholds were tried apart from the objects' (and stored only where they won)
+    assert any("subject_start" in row and row["subject_start"] != row["start"] for row in chosen["tried"])
+
+
+def test_thresholds_for_subjects_apart_from_objects(cli_model: Path, tmp_path: Path) -> None:
+    """Four thresholds: the subjects' pair, then the objects'; a strict objects' pair finds fewer triples
+    than the same pair for subjects alone, and every extracted subject passes the subjects' pair."""
+    data = tmp_path / "texts.jsonl"
+    write_jsonl(generate(24, seed=17), data)
+
+    def found(thresholds: str) -> int:
+        result = triplex("extract", "--model", str(cli_model), "--input", str(data), "--thresholds", thresholds)
+        assert result.returncode == 0, result.stderr
+        return sum(len(json.loads(line)["triples"]) for line in result.stdout.splitlines())
+
+    assert found("0.5,0.5,0.5,0.5") == found("0.5,0.5") > found("0.5,0.5,0.999,0.999")
+    assert found("0.999,0.999,0.5,0.5") < found("0.5,0.5")
+    assert_one_line_error(triplex("extract", "--model", str(cli_model), "--text", "x", "--thresholds", "0.5,0.5,0.8"))
 
 
 def test_extract_prints_triples_with_offsets(cli_model: Path) -> None:

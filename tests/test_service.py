@@ -19,6 +19,7 @@ import pytest
 
 from triplex.service.app import create_app
 from triplex.service.settings import Settings
+from triplex.training.evaluate import thresholds_of
 from triplex.training.sample import generate
 
 from .conftest import ROOT
@@ -389,9 +390,9 @@ def test_thresholds_chosen_on_dev_reach_the_export_and_the_service(trained: tupl
     checkpoint, export = (json.loads((folder / "extractor.json").read_text()) for folder in trained)
     chosen = checkpoint["training"]["thresholds"]
     assert chosen["chosen"] == "on dev" and checkpoint["thresholds"] == export["thresholds"]
-    assert checkpoint["thresholds"] == {"start": chosen["start"], "end": chosen["end"]}
+    assert checkpoint["thresholds"] == thresholds_of(chosen)
     best = max(row["f1"] for row in chosen["tried"])
-    assert next(r for r in chosen["tried"] if (r["start"], r["end"]) == (chosen["start"], chosen["end"]))["f1"] == best
+    assert next(r for r in chosen["tried"] if thresholds_of(r) == thresholds_of(chosen))["f1"] == best
 
     async def work(client: httpx.AsyncClient):
         model = (await client.get("/v1/model")).json()

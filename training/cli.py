@@ -219,8 +219,7 @@ def store_thresholds(extractor, texts: list[str], gold: list, args: argparse.Nam
         raise CliError(f"--choose-thresholds: {args.data} has no triples to choose thresholds on")
     chosen, best = record_thresholds(extractor, texts, gold, args.data)
     extractor.config.save(Path(args.model))
-    log(f"thresholds chosen on {args.data}: start {chosen.start}, end {chosen.end} (F1 {best['f1']:.4f}); "
-        f"stored in {args.model}")  # fmt: skip
+    log(f"thresholds chosen on {args.data}: {chosen.describe()} (F1 {best['f1']:.4f}); stored in {args.model}")
 
 
 def command_evaluate(args: argparse.Namespace) -> None:
@@ -449,7 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="autocast type of the forward pass; auto: bf16 on a GPU, and on a CPU where it measured faster",
     )
     train.add_argument(
-        "--thresholds", metavar="START,END", help="keep these pointer thresholds (default: the best on --dev)"
+        "--thresholds",
+        metavar="START,END[,OBJ_START,OBJ_END]",
+        help="keep these pointer thresholds, subjects' then objects' if four (default: the best on --dev)",
     )
     train.add_argument("--overwrite", action="store_true", help="train into a non-empty --output, replacing it")
     train.set_defaults(run=command_train)
@@ -464,7 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     chosen = evaluate.add_mutually_exclusive_group()
     chosen.add_argument(
-        "--thresholds", metavar="START,END", help="pointer thresholds instead of the model's own (chosen on dev data)"
+        "--thresholds",
+        metavar="START,END[,OBJ_START,OBJ_END]",
+        help="pointer thresholds instead of the model's own; four: subjects' pair, then objects'",
     )
     chosen.add_argument(
         "--choose-thresholds",
@@ -489,7 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--batch-size", type=int, default=32, help="windows per batch")
     extract.add_argument("--device", default="auto", help="auto, cpu or cuda")
     extract.add_argument(
-        "--thresholds", metavar="START,END", help="pointer thresholds instead of the model's own (chosen on dev data)"
+        "--thresholds",
+        metavar="START,END[,OBJ_START,OBJ_END]",
+        help="pointer thresholds instead of the model's own; four: subjects' pair, then objects'",
     )
     bulk = extract.add_argument_group("results folder (--input: a file, a folder or a glob of .jsonl/.parquet)")
     bulk.add_argument(

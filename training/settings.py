@@ -39,4 +39,4 @@ class TrainSettings:
     eval_batch_size: int = 64
     resume: bool = False
     precision: str = "auto"  # fp32, bf16, or auto (see training.train.autocast_dtype)
-    thresholds: str | None = None  # "START,END" to keep; None: chosen on dev after training
+    thresholds: str | None = None  # "START,END" (or four: subjects', objects') to keep; None: chosen on dev

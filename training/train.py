@@ -30,7 +30,7 @@ from triplex.model.progress import progress
 from triplex.model.schema import ExtractorConfig, Relation, Thresholds
 from triplex.model.tokenize import TOKENIZER_FILE, encode_windows, split_cjk_characters
 from triplex.training.data import Example, Summary
-from triplex.training.evaluate import record_thresholds, score
+from triplex.training.evaluate import record_thresholds, score, thresholds_of
 from triplex.training.settings import STATE_FILE, TrainSettings, auto_epochs
 from triplex.training.targets import collate, length_batches, make_features, pointer_loss
 
@@ -153,7 +153,7 @@ def choose_on_dev(
     best dev F1 (the checkpoint was chosen at the default pair)."""
     if settings.thresholds:
         config.thresholds = Thresholds.parse(settings.thresholds)
-        config.training["thresholds"] = {"chosen": "given", **vars(config.thresholds)}
+        config.training["thresholds"] = {"chosen": "given", **config.thresholds.to_dict()}
         return {}
     if not any(example.triples for example in dev_examples):
         return {}
@@ -163,9 +163,9 @@ def choose_on_dev(
     texts, gold = [example.text for example in dev_examples], [example.triples for example in dev_examples]
     chosen, best = record_thresholds(extractor, texts, gold, "dev")
     tried = config.training["thresholds"]["tried"]
-    at_default = next((row for row in tried if (row["start"], row["end"]) == (0.6, 0.5)), best)
+    at_default = next((row for row in tried if Thresholds(**thresholds_of(row)) == Thresholds()), best)
     log(
-        f"thresholds chosen on dev: start {chosen.start}, end {chosen.end} (dev F1 {best['f1']:.4f}, "
+        f"thresholds chosen on dev: {chosen.describe()} (dev F1 {best['f1']:.4f}, "
         f"P {best['precision']:.4f} R {best['recall']:.4f}; at 0.6/0.5: F1 {at_default['f1']:.4f})"
     )
     return {f"{key}_at_chosen_thresholds": best[key] for key in ("precision", "recall", "f1")}

@@ -68,12 +68,13 @@ class TripleExtractor:
 
 
 def load(
-    path: str | Path, provider: str = "auto", batch_size: int = 32, thresholds: tuple[float, float] | None = None
+    path: str | Path, provider: str = "auto", batch_size: int = 32, thresholds: tuple[float, ...] | None = None
 ) -> TripleExtractor:
     """A ``TripleExtractor`` over an export folder (ONNX Runtime) or a training checkpoint (PyTorch).
 
     ``provider``: ``auto`` (CUDA when available, else the CPU), ``cuda`` or ``cpu``. ``thresholds``:
-    (start, end) pointer thresholds instead of the model's own, which training chose on dev data.
+    (start, end) pointer thresholds instead of the model's own, which training chose on dev data, or
+    (object start, object end, subject start, subject end) for subjects apart from objects.
     """
     try:
         chosen = Thresholds(*thresholds) if thresholds is not None else None
