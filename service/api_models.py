@@ -95,7 +95,9 @@ class ModelResponse(BaseModel):
     max_length: int
     window_stride: int
     fusions: dict[str, int]
-    thresholds: dict[str, float] = Field(description="start and end pointer thresholds")
+    thresholds: dict[str, float] = Field(
+        description="start and end pointer thresholds; subject_start and subject_end when subjects have their own"
+    )
     export: dict | None = Field(description="how it was exported: precision, parity against PyTorch")
     training: dict = Field(
         description="how it was trained: encoder, data files with sha256, settings, dev metrics per epoch"

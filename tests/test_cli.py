@@ -107,8 +107,8 @@ def test_evaluate_chooses_thresholds_and_stores_them(cli_model: Path, tmp_path: 
     assert chosen_f1 == max(row["f1"] for row in chosen["tried"]) > poor
     assert f1() == chosen_f1  # the next evaluation reads the stored thresholds
     assert f"start {chosen['start']}, end {chosen['end']}" in (model / "README.md").read_text()
-    # the subjects' own thresholds were tried apart from the objects' (and stored only where they won)
-    assert any("subject_start" in row and row["subject_start"] != row["start"] for row in chosen["tried"])
+    # 24 sentences are too few to choose the subjects' own thresholds: one pair for both
+    assert not any("subject_start" in row for row in chosen["tried"])
 
 
 def test_thresholds_for_subjects_apart_from_objects(cli_model: Path, tmp_path: Path) -> None:

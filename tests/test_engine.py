@@ -13,10 +13,10 @@ from triplex.model.engine import Engine, ExportError
 from triplex.model.export import export
 from triplex.model.network import load_extractor, save_extractor, torch_runners
 from triplex.model.pipeline import Extractor, ownerships, pipelined
-from triplex.model.schema import Entity, ExtractorConfig, Triple
+from triplex.model.schema import Entity, ExtractorConfig, Thresholds, Triple
 from triplex.model.tokenize import Encoded, encode_windows, load_tokenizer
 from triplex.training.data import Example, Summary
-from triplex.training.evaluate import score
+from triplex.training.evaluate import choose_thresholds, score, thresholds_of
 from triplex.training.sample import RELATIONS, generate
 from triplex.training.train import train
 
@@ -204,3 +204,16 @@ def test_the_overlapping_engine_gives_the_same_triples(trained: tuple[Path, Path
     streams = Engine(trained[1], provider="cpu", batch_size=5, threads=2, streams=2)  # two batches at once
     assert streams.extractor.streams == 2 and streams.encoder.get_session_options().intra_op_num_threads == 1
     assert streams.extract(texts) == sequential
+
+
+def test_subjects_thresholds_are_chosen_apart_on_enough_triples(trained: tuple[Path, Path]) -> None:
+    extractor = torch_extractor(trained[0])
+    examples = generate(30, seed=41)
+    texts, gold = [example.text for example in examples], [example.triples for example in examples]
+    chosen, tried = choose_thresholds(extractor, texts, gold, apart_min_triples=0)
+    assert any("subject_start" in row and row["subject_start"] != row["start"] for row in tried)
+    best = max(row["f1"] for row in tried)
+    assert next(row for row in tried if Thresholds(**thresholds_of(row)) == chosen)["f1"] == best
+    assert extractor.config.thresholds == chosen and 0 < chosen.subjects[0] < 1
+    _, few = choose_thresholds(extractor, texts, gold, apart_min_triples=10_000)  # too few triples: one pair
+    assert not any("subject_start" in row for row in few)
