@@ -17,7 +17,7 @@ def table(header: list[str], rows: list[list[object]]) -> list[str]:
 
 def card_thresholds(thresholds: Thresholds) -> str:
     objects = f"start {thresholds.start}, end {thresholds.end}"
-    if thresholds.subjects == (thresholds.start, thresholds.end):
+    if not thresholds.apart:
         return objects
     return f"subjects start {thresholds.subjects[0]}, end {thresholds.subjects[1]}; objects {objects}"
 

@@ -87,14 +87,15 @@ class Engine:
         streams: int = 1,
     ) -> None:
         """``thresholds``: instead of the export's own (chosen on dev data at training time). ``streams``:
-        batches run at once on the CPU, the ``threads`` shared among them (see ``pipelined``)."""
+        batches run at once on the CPU, the ``threads`` shared among them (see ``pipelined``); 0, one
+        single-threaded stream per thread."""
         folder = Path(folder)
         check_export_folder(folder)
         providers = choose_providers(provider)
         on_gpu = providers[0] != PROVIDERS["cpu"]
-        streams = 1 if on_gpu else max(1, streams)
-        if streams > 1:
-            threads = max(1, (threads or len(os.sched_getaffinity(0))) // streams)
+        threads = threads or len(os.sched_getaffinity(0))
+        streams = 1 if on_gpu else streams or threads
+        threads = max(1, threads // streams)
         try:
             self.config = ExtractorConfig.load(folder)
             tokenizer = load_tokenizer(folder)

@@ -106,17 +106,24 @@ class Thresholds:
         start = self.start if self.subject_start is None else self.subject_start
         return start, self.end if self.subject_end is None else self.subject_end
 
+    @property
+    def values(self) -> tuple[float, float, float, float]:
+        """What the decoder uses: subjects' start and end, objects' start and end (``==`` compares fields,
+        so two spellings of the same thresholds are told apart only there)."""
+        return (*self.subjects, self.start, self.end)
+
+    @property
+    def apart(self) -> bool:
+        return self.subjects != (self.start, self.end)
+
     def to_dict(self) -> dict[str, float]:
         """As stored in extractor.json: the subjects' own pair only when it differs."""
         values = {"start": self.start, "end": self.end}
-        if self.subjects != (self.start, self.end):
-            values |= dict(zip(("subject_start", "subject_end"), self.subjects))
-        return values
+        return values | dict(zip(("subject_start", "subject_end"), self.subjects)) if self.apart else values
 
     def describe(self) -> str:
         """``START,END``, or ``SUBJECT_START,SUBJECT_END,OBJECT_START,OBJECT_END`` (as ``parse`` reads it)."""
-        values = (*self.subjects, self.start, self.end) if "subject_start" in self.to_dict() else (self.start, self.end)
-        return ",".join(f"{value:g}" for value in values)
+        return ",".join(f"{value:g}" for value in (self.values if self.apart else (self.start, self.end)))
 
     @classmethod
     def parse(cls, text: str) -> Thresholds:

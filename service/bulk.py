@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -202,7 +201,6 @@ class ExtractBatch:
     ) -> None:
         """``streams``: engine batches run at once on the CPU; 0, one per thread (each single-threaded)."""
         chosen = Thresholds.parse(thresholds) if thresholds else None
-        streams = streams or threads or len(os.sched_getaffinity(0))
         self.engine = Engine(
             model, provider, threads, batch_size, thresholds=chosen, spinning=spinning, streams=streams
         )

@@ -90,8 +90,8 @@ def choose_thresholds(
     figures."""
     config, tried = extractor.config, {}
 
-    def f1_at(thresholds: Thresholds) -> tuple[float, ...]:
-        key = (*thresholds.subjects, thresholds.start, thresholds.end)
+    def f1_at(thresholds: Thresholds) -> float:
+        key = thresholds.values
         if key not in tried:
             config.thresholds = thresholds
             found = [result.triples for result in extractor.extract(texts)]
@@ -105,7 +105,7 @@ def choose_thresholds(
         if name.startswith("subject") and chosen.subject_start is None:  # from here on, the subjects' own
             chosen = replace(chosen, subject_start=chosen.start, subject_end=chosen.end)
         candidates = [replace(chosen, **{name: value}) for value in grid]
-        chosen = max(candidates, key=lambda thresholds: (f1_at(thresholds), thresholds == chosen))
+        chosen = max(candidates, key=lambda thresholds: (f1_at(thresholds), thresholds.values == chosen.values))
     config.thresholds = Thresholds(**chosen.to_dict())  # the subjects' own only where they differ
     return config.thresholds, [row for _, row in sorted(tried.items())]
 
@@ -116,7 +116,7 @@ def record_thresholds(extractor, texts: list[str], gold: list[list[Triple]], sou
     chosen, tried = choose_thresholds(extractor, texts, gold)
     config = extractor.config
     config.training["thresholds"] = {"chosen": f"on {source}", **chosen.to_dict(), "tried": tried}
-    return chosen, next(row for row in tried if Thresholds(**thresholds_of(row)) == chosen)
+    return chosen, next(row for row in tried if Thresholds(**thresholds_of(row)).values == chosen.values)
 
 
 def thresholds_of(row: dict) -> dict[str, float]:

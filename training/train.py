@@ -163,7 +163,7 @@ def choose_on_dev(
     texts, gold = [example.text for example in dev_examples], [example.triples for example in dev_examples]
     chosen, best = record_thresholds(extractor, texts, gold, "dev")
     tried = config.training["thresholds"]["tried"]
-    at_default = next((row for row in tried if Thresholds(**thresholds_of(row)) == Thresholds()), best)
+    at_default = next((row for row in tried if Thresholds(**thresholds_of(row)).values == Thresholds().values), best)
     log(
         f"thresholds chosen on dev: {chosen.describe()} (dev F1 {best['f1']:.4f}, "
         f"P {best['precision']:.4f} R {best['recall']:.4f}; at 0.6/0.5: F1 {at_default['f1']:.4f})"
