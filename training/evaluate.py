@@ -7,6 +7,9 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
+from triplex.model.pipeline import Extractor
 from triplex.model.schema import Thresholds, Triple
 
 # The thresholds tried on dev, one at a time: start, then end, for subjects and objects alike; then the
@@ -81,6 +84,40 @@ def write_errors(path: Path, texts: list[str], gold: list[list[Triple]], predict
     return written
 
 
+CACHE_BYTES = 2**30  # graph 1's outputs kept while thresholds are chosen; past this, computed again
+
+
+def cached_runs(extractor: Extractor) -> Extractor:
+    """The extractor with graphs whose outputs are kept, for running the same texts at many thresholds:
+    graph 1 once per batch, graph 2 once per batch and set of subjects, asked at the lowest thresholds
+    tried (``object_spans`` applies the real ones, so the triples are the same as without the cache)."""
+    encoded: dict[bytes, tuple] = {}
+    objects: dict[tuple[int, bytes], tuple[np.ndarray, np.ndarray]] = {}
+    lowest = np.array([min(STARTS), min(ENDS)], dtype=np.float32)
+    kept = 0
+
+    def run_encoder(input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple:
+        nonlocal kept
+        key = input_ids.tobytes() + bytes(str(input_ids.shape), "ascii")
+        if key in encoded:
+            return encoded[key]
+        outputs = extractor.run_encoder(input_ids, attention_mask)
+        size = sum(getattr(output, "nbytes", 0) for output in outputs)  # numpy and torch; others uncounted
+        if kept + size <= CACHE_BYTES:
+            encoded[key], kept = outputs, kept + size
+        return outputs
+
+    def run_objects(hidden, subjects: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if np.any(thresholds < lowest):
+            return extractor.run_objects(hidden, subjects, thresholds)
+        key = (id(hidden), subjects.tobytes())  # hidden: one kept graph-1 output, alive as long as the cache
+        if key not in objects:
+            objects[key] = extractor.run_objects(hidden, subjects, lowest)
+        return objects[key]
+
+    return Extractor(extractor.tokenizer, extractor.config, run_encoder, run_objects, extractor.batch_size)
+
+
 def choose_thresholds(
     extractor, texts: list[str], gold: list[list[Triple]], apart_min_triples: int = APART_MIN_TRIPLES
 ) -> tuple[Thresholds, list[dict]]:
@@ -89,12 +126,13 @@ def choose_thresholds(
     triples or more. Sets them on the extractor's config; returns them and every setting tried with its
     figures."""
     config, tried = extractor.config, {}
+    cached, windows = cached_runs(extractor), extractor.windows(texts)
 
     def f1_at(thresholds: Thresholds) -> float:
         key = thresholds.values
         if key not in tried:
             config.thresholds = thresholds
-            found = [result.triples for result in extractor.extract(texts)]
+            found = [result.triples for result in cached.extract_windows(windows)]
             figures = score(gold, found)
             tried[key] = {**thresholds.to_dict(), **{name: figures[name] for name in ("precision", "recall", "f1")}}
         return tried[key]["f1"]
