@@ -132,6 +132,17 @@ def schema_flags(run: Run, shared: Path) -> list[str]:
     return ["--schema", str(found)] if found else []
 
 
+def best_tried(record: dict | None, count: int = 5) -> dict | None:
+    """The card's record of the thresholds with only its ``count`` best settings tried (the model's
+    extractor.json keeps them all)."""
+    if not record or "tried" not in record:
+        return record
+    return record | {
+        "settings_tried": len(record["tried"]),
+        "tried": sorted(record["tried"], key=lambda row: -row["f1"])[:count],
+    }
+
+
 def train_model(spec: Run, shared: Path, train: Path, dev: Path, output: Path) -> float:
     """``triplex train`` with the CLI's defaults; its seconds."""
     command = [sys.executable, "-m", "triplex.training.cli", "train", "--train", str(train), "--dev", str(dev)]
@@ -170,7 +181,7 @@ def run(name: str, shared: Path, work: Path, train_seconds: float | None = None,
             key: round(metrics[key], 4)
             for key in ("precision", "recall", "f1", "partial_precision", "partial_recall", "partial_f1")
         },
-        "thresholds": card.get("thresholds"),
+        "thresholds": best_tried(card.get("thresholds")),
         "dev_sentences": metrics["sentences"],
         "epochs": len(log),
         "best_epoch": card["best"]["epoch"],

@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from triplex.training.cli import load_model
 from triplex.training.data import Summary, read_dataset, read_schema
@@ -47,6 +49,17 @@ def test_bf16_training_still_overfits(tiny_encoder: Path, tmp_path: Path) -> Non
     bf16 = dataclasses.replace(OVERFIT, precision="bf16")
     best, predicted = fit_and_predict(examples, RELATIONS, tiny_encoder, tmp_path / "model", bf16)
     assert score([e.triples for e in examples], predicted)["f1"] == 1.0 and best["f1"] == 1.0
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_word_embeddings_are_kept_only_when_frozen(tiny_encoder: Path, tmp_path: Path, freeze: bool) -> None:
+    examples = generate(16, seed=5)
+    settings = dataclasses.replace(OVERFIT, epochs=2, freeze_embeddings=freeze)
+    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, settings, Summary(), log=lambda m: None)
+    before, after = load_file(tiny_encoder / "model.safetensors"), load_file(tmp_path / "model.safetensors")
+    words, positions = "embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight"
+    assert torch.equal(after[f"encoder.{words}"], before[words]) == freeze
+    assert not torch.equal(after[f"encoder.{positions}"], before[positions])  # the rest of the encoder learns
 
 
 def test_overfits_real_webnlg_sentences(tmp_path: Path) -> None:

@@ -181,6 +181,7 @@ def command_train(args: argparse.Namespace) -> None:
         head_learning_rate=args.head_lr,
         warmup=args.warmup,
         ema_decay=args.ema_decay,
+        freeze_embeddings=args.freeze_embeddings,
         negative_subjects=args.negative_subjects,
         max_length=args.max_length,
         seed=args.seed,
@@ -428,6 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--ema-decay", type=float, default=defaults.ema_decay, help="weight of the past in the averaged weights kept"
+    )
+    train.add_argument(
+        "--freeze-embeddings",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.freeze_embeddings,
+        help="keep the encoder's word embeddings as pretrained",
     )
     train.add_argument(
         "--max-length", type=int, default=defaults.max_length, help="tokens per sentence, special tokens included"

@@ -21,16 +21,15 @@ from triplex.model.network import (
     SUBJECT_POWER,
     PointerExtractor,
     load_encoder,
-    load_extractor,
     save_extractor,
     torch_runners,
 )
 from triplex.model.pipeline import Extractor
 from triplex.model.progress import progress
-from triplex.model.schema import ExtractorConfig, Relation, Thresholds
+from triplex.model.schema import CONFIG_FILE, ExtractorConfig, Relation, Thresholds
 from triplex.model.tokenize import TOKENIZER_FILE, encode_windows, split_cjk_characters
 from triplex.training.data import Example, Summary
-from triplex.training.evaluate import record_thresholds, score, thresholds_of
+from triplex.training.evaluate import cached_runs, record_thresholds, score
 from triplex.training.settings import STATE_FILE, TrainSettings, auto_epochs
 from triplex.training.targets import collate, length_batches, make_features, pointer_loss
 
@@ -45,28 +44,31 @@ class EMA:
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         self.decay, self.updates = decay, 0
-        self.shadow = {name: p.detach().clone().float() for name, p in model.named_parameters()}
+        self.shadow = {name: p.detach().clone().float() for name, p in model.named_parameters() if p.requires_grad}
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        parameters = [parameter.detach().float() for _, parameter in model.named_parameters()]
-        torch._foreach_lerp_(list(self.shadow.values()), parameters, 1 - decay)
+        parameters = dict(model.named_parameters())
+        torch._foreach_lerp_(
+            list(self.shadow.values()), [parameters[name].detach().float() for name in self.shadow], 1 - decay
+        )
 
     @contextlib.contextmanager
     def applied(self, model: torch.nn.Module) -> Iterator[None]:
         """Swap the averaged weights in for the duration of the block."""
-        backup = {name: p.detach().clone() for name, p in model.named_parameters()}
+        parameters = dict(model.named_parameters())
+        backup = {name: parameters[name].detach().clone() for name in self.shadow}
         with torch.no_grad():
-            for name, parameter in model.named_parameters():
-                parameter.copy_(self.shadow[name])
+            for name, value in self.shadow.items():
+                parameters[name].copy_(value)
         try:
             yield
         finally:
             with torch.no_grad():
-                for name, parameter in model.named_parameters():
-                    parameter.copy_(backup[name])
+                for name, value in backup.items():
+                    parameters[name].copy_(value)
 
 
 def prepare_tokenizer(encoder: str, split_cjk: bool):
@@ -96,6 +98,8 @@ def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
 def make_optimizer(model: PointerExtractor, settings: TrainSettings) -> torch.optim.Optimizer:
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
         is_encoder = name.startswith("encoder.")
         decays = parameter.ndim > 1 and "LayerNorm" not in name
         groups.setdefault((is_encoder, decays), []).append(parameter)
@@ -140,35 +144,18 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def choose_on_dev(
-    output: Path,
-    tokenizer,
-    config: ExtractorConfig,
-    dev_examples: list[Example],
-    settings: TrainSettings,
-    device: torch.device,
-    log,
-) -> dict:
-    """The kept checkpoint's start/end thresholds: fixed by ``settings.thresholds``, else those with the
-    best dev F1 (the checkpoint was chosen at the default pair)."""
-    if settings.thresholds:
-        config.thresholds = Thresholds.parse(settings.thresholds)
-        config.training["thresholds"] = {"chosen": "given", **config.thresholds.to_dict()}
-        return {}
-    if not any(example.triples for example in dev_examples):
-        return {}
-    model, _ = load_extractor(output)
-    runners = torch_runners(model.to(device))
-    extractor = Extractor(tokenizer, config, *runners, settings.eval_batch_size, overlap=device.type == "cuda")
+def evaluate_epoch(extractor: Extractor, dev_examples: list[Example], choose: bool) -> tuple[dict, dict | None]:
+    """Dev figures of one epoch's weights: at the extractor's thresholds (the curve), and, with ``choose``,
+    at the thresholds chosen on dev for these weights (``record_thresholds``; the graphs run once for
+    both). Returns both figures; the chosen thresholds are left on the extractor's config."""
     texts, gold = [example.text for example in dev_examples], [example.triples for example in dev_examples]
-    chosen, best = record_thresholds(extractor, texts, gold, "dev")
-    tried = config.training["thresholds"]["tried"]
-    at_default = next((row for row in tried if Thresholds(**thresholds_of(row)).values == Thresholds().values), best)
-    log(
-        f"thresholds chosen on dev: {chosen.describe()} (dev F1 {best['f1']:.4f}, "
-        f"P {best['precision']:.4f} R {best['recall']:.4f}; at 0.6/0.5: F1 {at_default['f1']:.4f})"
-    )
-    return {f"{key}_at_chosen_thresholds": best[key] for key in ("precision", "recall", "f1")}
+    runs = cached_runs(extractor)
+    windows = runs.windows(texts)
+    curve = score(gold, [found.triples for found in runs.extract_windows(windows, progress=True)])
+    if not choose:
+        return curve, None
+    record_thresholds(runs, texts, gold, "dev")
+    return curve, score(gold, [found.triples for found in runs.extract_windows(windows)])
 
 
 def pick_examples(examples: list[Example], count: int = 6, max_chars: int = 300) -> list[str]:
@@ -210,6 +197,9 @@ def train(
     torch.manual_seed(settings.seed)
 
     model = PointerExtractor(load_encoder(encoder_name), len(relations)).to(device)
+    if settings.freeze_embeddings:  # half of MiniLM's weights: no gradient, optimizer or average step for them
+        model.encoder.get_input_embeddings().weight.requires_grad_(False)
+        log("word embeddings: kept as pretrained (--no-freeze-embeddings trains them)")
     max_length = min(settings.max_length, model.encoder.config.max_position_embeddings)
     if max_length < settings.max_length:
         log(f"max length {settings.max_length} is more than the encoder's {max_length} positions; using {max_length}")
@@ -243,6 +233,12 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_linear(total_steps, warmup_steps))
     ema = EMA(model, settings.ema_decay)
     start_epoch, best = 0, {"f1": -1.0}
+    if settings.thresholds:  # given: every epoch is judged and kept at them
+        config.thresholds = Thresholds.parse(settings.thresholds)
+        config.training["thresholds"] = {"chosen": "given", **config.thresholds.to_dict()}
+    base_thresholds = config.thresholds  # the per-epoch curve is drawn at these
+    choose = not settings.thresholds and any(example.triples for example in dev_examples)
+    kept = config.thresholds, config.training.get("thresholds")
     if settings.resume and (output / STATE_FILE).is_file():
         state = torch.load(output / STATE_FILE, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
@@ -250,6 +246,9 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         ema.shadow, ema.updates = state["ema"], state["ema_updates"]
         start_epoch, best = state["epoch"], state["best"]
+        if (output / CONFIG_FILE).is_file():  # the kept checkpoint's thresholds
+            saved = ExtractorConfig.load(output)
+            kept = saved.thresholds, saved.training.get("thresholds")
         log(f"resumed from {output / STATE_FILE} at epoch {start_epoch + 1}")
     trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
@@ -299,32 +298,43 @@ def train(
             model.eval()
             with ema.applied(model):
                 evaluated = time.perf_counter()
-                runners = torch_runners(model)
-                overlap = torch.device(device).type == "cuda"
-                extractor = Extractor(tokenizer, config, *runners, settings.eval_batch_size, overlap=overlap)
-                predicted = extractor.extract([example.text for example in dev_examples], progress=True)
-                metrics = score([example.triples for example in dev_examples], [p.triples for p in predicted])
+                config.thresholds = base_thresholds
+                extractor = Extractor(tokenizer, config, *torch_runners(model), settings.eval_batch_size)
+                metrics, at_chosen = evaluate_epoch(extractor, dev_examples, choose)
+                kept_by = at_chosen or metrics
                 metrics["seconds"] = time.perf_counter() - evaluated
-                if metrics["f1"] >= best["f1"]:  # on a tie the later, longer-trained weights
+                if kept_by["f1"] >= best.get("f1_at_chosen_thresholds", best["f1"]):  # a tie: the later weights
                     best = {key: value for key, value in metrics.items() if key != "per_predicate"} | {
                         "epoch": epoch + 1
                     }
+                    if at_chosen:
+                        best |= {f"{key}_at_chosen_thresholds": at_chosen[key] for key in ("precision", "recall", "f1")}
+                    kept = config.thresholds, config.training.get("thresholds")
                     config.training["best"] = best
                     save_extractor(model, config, output)
-                    (output / "dev_metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+                    dev_metrics = json.dumps(at_chosen or metrics, indent=2, ensure_ascii=False)
+                    (output / "dev_metrics.json").write_text(dev_metrics)
             record = {
                 "epoch": epoch + 1,
                 "loss": loss_sum / max(1, len(batches)),
                 "train_sentences_per_s": sentences / train_seconds,
                 **{key: metrics[key] for key in ("precision", "recall", "f1", "partial_f1")},
+                **({"f1_at_chosen_thresholds": at_chosen["f1"]} if at_chosen else {}),
             }
             config.training["epochs"].append(record)
             with open(output / LOG_FILE, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
+            chosen_figures = (
+                f"; at {config.thresholds.describe()} chosen on dev: P {at_chosen['precision']:.4f} "
+                f"R {at_chosen['recall']:.4f} F1 {at_chosen['f1']:.4f}"
+                if at_chosen
+                else ""
+            )
             log(
                 f"epoch {epoch + 1}: loss {record['loss']:.4f}, {record['train_sentences_per_s']:.1f} sent/s, "
-                f"dev P {metrics['precision']:.4f} R {metrics['recall']:.4f} F1 {metrics['f1']:.4f} "
-                f"(partial F1 {metrics['partial_f1']:.4f}), best F1 {best['f1']:.4f} at epoch {best['epoch']}"
+                f"dev at {base_thresholds.describe()}: P {metrics['precision']:.4f} R {metrics['recall']:.4f} "
+                f"F1 {metrics['f1']:.4f} (partial F1 {metrics['partial_f1']:.4f}){chosen_figures}; "
+                f"kept: epoch {best['epoch']}"
             )
             state = {
                 "model": model.state_dict(),
@@ -340,7 +350,7 @@ def train(
         if world > 1:
             dist.barrier()
     if main_process:
-        best = best | choose_on_dev(output, tokenizer, config, dev_examples, settings, device, log)
+        config.thresholds, config.training["thresholds"] = kept  # the kept epoch's, not the last one's
         config.training["best"] = best
         config.save(output)  # the model card lists every epoch, not only those up to the kept one
     if world > 1:
