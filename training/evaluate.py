@@ -13,17 +13,19 @@ import numpy as np
 from triplex.model.pipeline import Extractor
 from triplex.model.schema import Thresholds, Triple
 
-# The thresholds tried on dev: a start and an end chosen together from STARTS x ENDS, first one pair for
-# subjects and objects alike, then (on enough triples) the subjects' own pair and the objects' pair in
-# turn until neither moves, at most ROUNDS times. 0.7 was the top start tried once, and WebNLG, WebNLG*,
-# NYT* and CoNLL04 all chose it: precision is the weak side there, so the grid goes higher. One value at a
-# time stalled where a start and an end must move together: on a WebNLG* checkpoint it stopped at F1
-# 0.9189 (subjects 0.6/0.7), where the pairs reach 0.9215 (subjects 0.5/0.5, objects 0.9/0.8).
+# The thresholds tried on dev, on enough gold triples (APART_MIN_TRIPLES): a start and an end chosen together
+# from STARTS x ENDS, first one pair for subjects and objects alike, then the subjects' own pair and the
+# objects' pair in turn until neither moves, at most ROUNDS times. 0.7 was the top start tried once, and
+# WebNLG, WebNLG*, NYT* and CoNLL04 all chose it: precision is the weak side there, so the grid goes higher.
+# One value at a time stalled where a start and an end must move together: on a WebNLG* checkpoint it
+# stopped at F1 0.9189 (subjects 0.6/0.7), where the pairs reach 0.9215 (subjects 0.5/0.4, objects 0.9/0.8).
 STARTS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 ENDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 ROUNDS = 3
-# The subjects' own thresholds are chosen only on this many gold triples or more: on a small dev set four
-# thresholds overfit (a test model's 23 dev triples chose subjects at 0.9 and lost an easy sentence).
+# Pairs, the subjects' own thresholds and the choice after every epoch need this many gold triples or more.
+# On fewer, a start and then an end are chosen one at a time, once, for the epoch kept at the base pair: a
+# test model's 23 dev triples chose subjects at 0.9, or an epoch and 0.9/0.7 for one triple more, and lost
+# an easy sentence.
 APART_MIN_TRIPLES = 300
 
 
@@ -119,9 +121,9 @@ def choose_thresholds(
     extractor, texts: list[str], gold: list[list[Triple]], apart_min_triples: int = APART_MIN_TRIPLES
 ) -> tuple[Thresholds, list[dict]]:
     """The thresholds with the best F1 on ``texts``, chosen a start and end pair at a time (see ``STARTS``),
-    each step keeping the pair it started from on a tie; the subjects' own only with ``apart_min_triples``
-    gold triples or more. Sets them on the extractor's config; returns them and every setting tried with its
-    figures."""
+    each step keeping what it started from on a tie; on fewer than ``apart_min_triples`` gold triples one
+    value at a time, the same for subjects and objects. Sets them on the extractor's config; returns them
+    and every setting tried with its figures."""
     config, tried = extractor.config, {}
     cached, windows = cached_runs(extractor), extractor.windows(texts)
 
@@ -134,17 +136,23 @@ def choose_thresholds(
             tried[key] = {**thresholds.to_dict(), **{name: figures[name] for name in ("precision", "recall", "f1")}}
         return tried[key]["f1"]
 
-    def best_of(chosen: Thresholds, names: tuple[str, str]) -> Thresholds:
-        candidates = [replace(chosen, **dict(zip(names, pair))) for pair in product(STARTS, ENDS)]
+    def best_of(chosen: Thresholds, candidates: list[Thresholds]) -> Thresholds:
         return max(candidates, key=lambda thresholds: (f1_at(thresholds), thresholds.values == chosen.values))
 
-    chosen = best_of(Thresholds(), ("start", "end"))
-    if sum(map(len, gold)) >= apart_min_triples:  # from here on, the subjects' own
-        chosen = replace(chosen, subject_start=chosen.start, subject_end=chosen.end)
+    def pairs(chosen: Thresholds, names: tuple[str, str]) -> list[Thresholds]:
+        return [replace(chosen, **dict(zip(names, pair))) for pair in product(STARTS, ENDS)]
+
+    chosen = Thresholds()
+    if sum(map(len, gold)) < apart_min_triples:  # few triples: a start, then an end, for both
+        for name, grid in (("start", STARTS), ("end", ENDS)):
+            chosen = best_of(chosen, [replace(chosen, **{name: value}) for value in grid])
+    else:
+        chosen = best_of(chosen, pairs(chosen, ("start", "end")))
+        chosen = replace(chosen, subject_start=chosen.start, subject_end=chosen.end)  # from here on, apart
         for _ in range(ROUNDS):
             before = chosen
             for names in (("subject_start", "subject_end"), ("start", "end")):
-                chosen = best_of(chosen, names)
+                chosen = best_of(chosen, pairs(chosen, names))
             if chosen == before:
                 break
     config.thresholds = Thresholds(**chosen.to_dict())  # the subjects' own only where they differ

@@ -29,7 +29,7 @@ from triplex.model.progress import progress
 from triplex.model.schema import CONFIG_FILE, ExtractorConfig, Relation, Thresholds
 from triplex.model.tokenize import TOKENIZER_FILE, encode_windows, split_cjk_characters
 from triplex.training.data import Example, Summary
-from triplex.training.evaluate import cached_runs, record_thresholds, score
+from triplex.training.evaluate import APART_MIN_TRIPLES, cached_runs, record_thresholds, score
 from triplex.training.settings import STATE_FILE, TrainSettings, auto_epochs
 from triplex.training.targets import collate, length_batches, make_features, pointer_loss
 
@@ -238,6 +238,8 @@ def train(
         config.training["thresholds"] = {"chosen": "given", **config.thresholds.to_dict()}
     base_thresholds = config.thresholds  # the per-epoch curve is drawn at these
     choose = not settings.thresholds and any(example.triples for example in dev_examples)
+    # each epoch judged at its own chosen thresholds: only on enough triples (see APART_MIN_TRIPLES)
+    judge_at_chosen = choose and sum(len(example.triples) for example in dev_examples) >= APART_MIN_TRIPLES
     kept = config.thresholds, config.training.get("thresholds")
     if settings.resume and (output / STATE_FILE).is_file():
         state = torch.load(output / STATE_FILE, map_location=device, weights_only=False)
@@ -301,11 +303,12 @@ def train(
                 config.thresholds = base_thresholds
                 extractor = Extractor(tokenizer, config, *torch_runners(model), settings.eval_batch_size)
                 metrics, at_chosen = evaluate_epoch(extractor, dev_examples, choose)
-                kept_by = at_chosen or metrics
+                judged = at_chosen if judge_at_chosen else metrics
                 metrics["seconds"] = time.perf_counter() - evaluated
-                if kept_by["f1"] >= best.get("f1_at_chosen_thresholds", best["f1"]):  # a tie: the later weights
+                if judged["f1"] >= best.get("judged_f1", best["f1"]):  # on a tie the later, longer-trained weights
                     best = {key: value for key, value in metrics.items() if key != "per_predicate"} | {
-                        "epoch": epoch + 1
+                        "epoch": epoch + 1,
+                        "judged_f1": judged["f1"],
                     }
                     if at_chosen:
                         best |= {f"{key}_at_chosen_thresholds": at_chosen[key] for key in ("precision", "recall", "f1")}
