@@ -3,8 +3,8 @@
     python benchmarks/train_throughput.py --shared ../shared [--sentences 2000] [--batch-size 16] [--repeats 3]
     python benchmarks/train_throughput.py --shared ../shared --embeddings frozen,trained   # interleaved
 
-Batches are padded to their longest sentence. Writes benchmarks/results/train_throughput.json (a run with
-trained word embeddings under a key ending in -trained-embeddings).
+Batches are padded to their longest sentence. Writes benchmarks/results/train_throughput.json (with
+frozen word embeddings, or both, under keys ending in -frozen-embeddings and -trained-embeddings).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", help="fp32 or bf16 (autocast)")
     parser.add_argument(
-        "--embeddings", default="frozen", help="frozen, trained, or both as frozen,trained (measured in turn)"
+        "--embeddings", default="trained", help="trained, frozen, or both as frozen,trained (measured in turn)"
     )
     args = parser.parse_args()
     variants = args.embeddings.split(",")
@@ -77,7 +77,8 @@ def main() -> None:
             "threads": torch.get_num_threads(),
         }
         key = f"{Path(args.encoder).name}-bs{args.batch_size}-{'gpu' if on_gpu else 'cpu'}-{args.precision}"
-        merge_results("train_throughput", {key + ("-trained-embeddings" if variant == "trained" else ""): result})
+        suffix = f"-{variant}-embeddings" if len(variants) > 1 or variant == "frozen" else ""  # trained: the default
+        merge_results("train_throughput", {key + suffix: result})
         print(json.dumps(result, indent=2))
 
 
