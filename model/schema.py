@@ -84,6 +84,9 @@ class Relation:
         return relation_label(self.predicate, self.slot)
 
 
+THRESHOLDS_METAVAR = "START,END[,OBJ_START,OBJ_END]"  # as Thresholds.parse reads them (four: subjects' first)
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """Pointer probabilities above which a token starts or ends an entity (0.6 / 0.5 is the known-good pair).

@@ -15,6 +15,7 @@ from pathlib import Path
 import uvicorn
 
 from triplex.model.engine import ExportError, check_export_folder
+from triplex.model.schema import THRESHOLDS_METAVAR
 from triplex.service.logs import configure
 from triplex.service.metrics import use_folder
 from triplex.service.settings import Settings, SettingsError
@@ -30,7 +31,7 @@ def serve(argv: list[str] | None = None) -> int:
     parser.add_argument("--provider", help="auto, cuda or cpu (TRIPLEX_PROVIDER)")
     parser.add_argument(
         "--thresholds",
-        metavar="START,END[,OBJ_START,OBJ_END]",
+        metavar=THRESHOLDS_METAVAR,
         help="pointer thresholds instead of the model's own (TRIPLEX_THRESHOLDS)",
     )
     ray = parser.add_argument_group('replicas on Ray Serve (pip install "triplex[ray]")')

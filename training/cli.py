@@ -19,7 +19,7 @@ from triplex import ModelError, __version__
 from triplex.model.engine import is_export
 from triplex.model.progress import progress
 from triplex.model.progress import settings as progress_settings
-from triplex.model.schema import CONFIG_FILE, Thresholds
+from triplex.model.schema import CONFIG_FILE, THRESHOLDS_METAVAR, Thresholds
 from triplex.model.tokenize import lone_surrogate
 from triplex.training.data import (
     FORMATS,
@@ -456,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--thresholds",
-        metavar="START,END[,OBJ_START,OBJ_END]",
+        metavar=THRESHOLDS_METAVAR,
         help="keep these pointer thresholds, subjects' then objects' if four (default: the best on --dev)",
     )
     train.add_argument("--overwrite", action="store_true", help="train into a non-empty --output, replacing it")
@@ -473,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     chosen = evaluate.add_mutually_exclusive_group()
     chosen.add_argument(
         "--thresholds",
-        metavar="START,END[,OBJ_START,OBJ_END]",
+        metavar=THRESHOLDS_METAVAR,
         help="pointer thresholds instead of the model's own; four: subjects' pair, then objects'",
     )
     chosen.add_argument(
@@ -500,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--device", default="auto", help="auto, cpu or cuda")
     extract.add_argument(
         "--thresholds",
-        metavar="START,END[,OBJ_START,OBJ_END]",
+        metavar=THRESHOLDS_METAVAR,
         help="pointer thresholds instead of the model's own; four: subjects' pair, then objects'",
     )
     bulk = extract.add_argument_group("results folder (--input: a file, a folder or a glob of .jsonl/.parquet)")

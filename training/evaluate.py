@@ -86,10 +86,17 @@ def write_errors(path: Path, texts: list[str], gold: list[list[Triple]], predict
 CACHE_BYTES = 2**30  # graph 1's outputs kept while thresholds are chosen; past this, computed again
 
 
+class KeptOutputs(Extractor):
+    """An extractor whose graphs keep their outputs (``cached_runs``)."""
+
+
 def cached_runs(extractor: Extractor) -> Extractor:
     """The extractor with graphs whose outputs are kept, for running the same texts at many thresholds:
     graph 1 once per batch, graph 2 once per batch and set of subjects, asked at the lowest thresholds
-    tried (``object_spans`` applies the real ones, so the triples are the same as without the cache)."""
+    tried (``object_spans`` applies the real ones, so the triples are the same as without the cache).
+    One that keeps them already is returned as it is."""
+    if isinstance(extractor, KeptOutputs):
+        return extractor
     encoded: dict[bytes, tuple] = {}
     objects: dict[tuple[int, bytes], tuple[np.ndarray, np.ndarray]] = {}
     lowest = np.array([min(STARTS), min(ENDS)], dtype=np.float32)
@@ -114,7 +121,7 @@ def cached_runs(extractor: Extractor) -> Extractor:
             objects[key] = extractor.run_objects(hidden, subjects, lowest)
         return objects[key]
 
-    return Extractor(extractor.tokenizer, extractor.config, run_encoder, run_objects, extractor.batch_size)
+    return KeptOutputs(extractor.tokenizer, extractor.config, run_encoder, run_objects, extractor.batch_size)
 
 
 def choose_thresholds(
