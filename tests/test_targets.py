@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from tokenizers import Tokenizer
 
+from triplex.model.network import OBJECT_POWER, SUBJECT_POWER
 from triplex.model.schema import Entity, Triple
 from triplex.model.tokenize import encode_windows
 from triplex.training.data import Example, Summary
 from triplex.training.sample import RELATIONS, generate
 from triplex.training.settings import auto_epochs
-from triplex.training.targets import Feature, collate, make_features
+from triplex.training.targets import SUBJECT_LOSS_WEIGHT, Feature, collate, make_features, pointer_bce, pointer_loss
 
 
 def long_example() -> Example:
@@ -79,3 +81,18 @@ def test_negative_subjects_add_empty_object_rows_for_objects_that_are_no_subject
     assert negative.object_targets[:2].equal(plain.object_targets) and negative.object_targets[2].sum() == 0
     assert negative.subject_targets.equal(plain.subject_targets)  # the subject head's targets are unchanged
     assert negative.object_weight.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_the_loss_is_the_weighted_subject_loss_plus_the_object_loss() -> None:
+    feature = Feature(np.arange(6), {(1, 2): [(0, 4, 4)], (4, 4): [(1, 1, 2)]})
+    batch = collate([feature], 2)
+    generator = torch.Generator().manual_seed(0)
+    subject_logits, object_logits = (
+        torch.randn(1, 6, 2, generator=generator),
+        torch.randn(2, 6, 2, 2, generator=generator),
+    )
+    subjects = pointer_bce(subject_logits, batch.subject_targets, SUBJECT_POWER).mean()  # every token is text
+    objects = pointer_bce(object_logits, batch.object_targets, OBJECT_POWER).mean(-1).sum(-1).mean()
+    loss = pointer_loss(subject_logits, object_logits, batch, SUBJECT_POWER, OBJECT_POWER)
+    assert torch.isclose(loss, SUBJECT_LOSS_WEIGHT * subjects + objects)
+    assert not torch.isclose(loss, subjects + objects)

@@ -14,6 +14,11 @@ from triplex.model.tokenize import Encoded, pad
 from triplex.training.data import Example, Summary
 
 Span = tuple[int, int]
+# The subject loss counts twice. On WebNLG* (MiniLM, the CLI defaults) subjects never found were the largest
+# share of missed triples (58 of 105: subject recall 0.930 against precision 0.963), and lowering the subjects'
+# thresholds hardly helped (they scored far below them); with the weight at 2, dev F1 at the chosen thresholds
+# was ahead after every epoch from the fourth on.
+SUBJECT_LOSS_WEIGHT = 2.0
 
 
 @dataclass
@@ -140,11 +145,12 @@ def pointer_bce(logits: torch.Tensor, targets: torch.Tensor, power: int) -> torc
 def pointer_loss(
     subject_logits: torch.Tensor, object_logits: torch.Tensor, batch: Batch, subject_power: int, object_power: int
 ) -> torch.Tensor:
-    """Subject loss averaged over tokens plus object loss summed over relations, averaged over tokens."""
+    """Subject loss averaged over tokens, weighted by SUBJECT_LOSS_WEIGHT, plus object loss summed over
+    relations, averaged over tokens."""
     mask = batch.attention_mask.float()
     subject_loss = pointer_bce(subject_logits, batch.subject_targets, subject_power).mean(-1)
     subject_loss = (subject_loss * mask).sum() / mask.sum()
     object_mask = mask[batch.subjects[:, 0]] * batch.object_weight[:, None]
     object_loss = pointer_bce(object_logits, batch.object_targets, object_power).mean(-1).sum(-1)
     object_loss = (object_loss * object_mask).sum() / object_mask.sum().clamp(min=1)
-    return subject_loss + object_loss
+    return SUBJECT_LOSS_WEIGHT * subject_loss + object_loss
