@@ -134,6 +134,7 @@ def choose_thresholds(
     config, tried = extractor.config, {}
     cached, windows = cached_runs(extractor), extractor.windows(texts)
     gold_keys = [{triple.key() for triple in triples} for triples in gold]  # exact match, as ``score``'s F1
+    gold_total = sum(map(len, gold_keys))
 
     def f1_at(thresholds: Thresholds) -> float:
         key = thresholds.values
@@ -141,7 +142,7 @@ def choose_thresholds(
             config.thresholds = thresholds
             found = [{triple.key() for triple in result.triples} for result in cached.extract_windows(windows)]
             correct = sum(len(expected & keys) for expected, keys in zip(gold_keys, found))
-            tried[key] = {**thresholds.to_dict(), **ratios(correct, sum(map(len, found)), sum(map(len, gold_keys)))}
+            tried[key] = {**thresholds.to_dict(), **ratios(correct, sum(map(len, found)), gold_total)}
         return tried[key]["f1"]
 
     def best_of(chosen: Thresholds, candidates: list[Thresholds]) -> Thresholds:
