@@ -223,6 +223,8 @@ def bad_cases(files: dict[str, Path], encoder: Path, trained: tuple[Path, Path],
             "does not exist"),
         "export: --output is a file": (["export", "--model", str(checkpoint), "--output", str(a_file)], "is a file"),
         "train: --epochs 0": (["train", *data, *fresh, "--epochs", "0"], "at least 1 epoch"),
+        "train: --subject-loss-weight 0": (["train", *data, *fresh, "--subject-loss-weight", "0"], "positive"),
+        "train: --subject-loss-weight nan": (["train", *data, *fresh, "--subject-loss-weight", "nan"], "positive"),
         "train: --device cuda without CUDA": (["train", *data, *fresh, "--device", "cuda"], "no CUDA"),
         "extract: --device cuda without CUDA": (["extract", "--model", str(export), "--text", "a", "--device", "cuda"],
                                                 "cuda"),
@@ -314,6 +316,7 @@ def test_model_card_names_the_data_and_every_epoch(cli_model: Path, sample_files
     assert digest in card and {f["role"] for f in facts["files"]} == {"train", "dev", "schema"}
     assert len(facts["epochs"]) == 40 and f"| {facts['best']['epoch']} |" in card
     assert facts["settings"]["epochs"] == 40 and "## Settings" in card
+    assert facts["settings"]["subject_loss_weight"] == 2.0  # the model card records it
 
 
 def test_quiet_prints_only_the_result(cli_model: Path) -> None:

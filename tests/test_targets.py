@@ -14,7 +14,7 @@ from triplex.model.tokenize import encode_windows
 from triplex.training.data import Example, Summary
 from triplex.training.sample import RELATIONS, generate
 from triplex.training.settings import auto_epochs
-from triplex.training.targets import SUBJECT_LOSS_WEIGHT, Feature, collate, make_features, pointer_bce, pointer_loss
+from triplex.training.targets import Feature, collate, make_features, pointer_bce, pointer_loss
 
 
 def long_example() -> Example:
@@ -93,6 +93,7 @@ def test_the_loss_is_the_weighted_subject_loss_plus_the_object_loss() -> None:
     )
     subjects = pointer_bce(subject_logits, batch.subject_targets, SUBJECT_POWER).mean()  # every token is text
     objects = pointer_bce(object_logits, batch.object_targets, OBJECT_POWER).mean(-1).sum(-1).mean()
-    loss = pointer_loss(subject_logits, object_logits, batch, SUBJECT_POWER, OBJECT_POWER)
-    assert torch.isclose(loss, SUBJECT_LOSS_WEIGHT * subjects + objects)
-    assert not torch.isclose(loss, subjects + objects)
+    for weight in (1.0, 2.0, 3.0):
+        loss = pointer_loss(subject_logits, object_logits, batch, SUBJECT_POWER, OBJECT_POWER, weight)
+        assert torch.isclose(loss, weight * subjects + objects)
+    assert not torch.isclose(subjects, torch.zeros(()))  # the weight shows

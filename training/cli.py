@@ -148,6 +148,8 @@ def epochs_value(text: str) -> int | None:
 def command_train(args: argparse.Namespace) -> None:
     if args.epochs is not None and args.epochs < 1:
         raise CliError(f"--epochs {args.epochs}: train for at least 1 epoch")
+    if not args.subject_loss_weight > 0:  # also NaN
+        raise CliError(f"--subject-loss-weight {args.subject_loss_weight}: give a positive number")
     if args.thresholds:
         try:
             Thresholds.parse(args.thresholds)
@@ -183,6 +185,7 @@ def command_train(args: argparse.Namespace) -> None:
         ema_decay=args.ema_decay,
         freeze_embeddings=args.freeze_embeddings,
         negative_subjects=args.negative_subjects,
+        subject_loss_weight=args.subject_loss_weight,
         max_length=args.max_length,
         seed=args.seed,
         device=args.device,
@@ -443,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--negative-subjects",
         action="store_true",
         help="also train the object heads on gold objects that are no subject, to find nothing for them",
+    )
+    train.add_argument(
+        "--subject-loss-weight",
+        type=float,
+        default=defaults.subject_loss_weight,
+        help="how many times the subject loss counts beside the object loss (see the README)",
     )
     train.add_argument("--accumulate", type=int, default=defaults.accumulate, help="batches per optimizer step")
     train.add_argument("--seed", type=int, default=defaults.seed, help="random seed")

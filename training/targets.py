@@ -14,12 +14,6 @@ from triplex.model.tokenize import Encoded, pad
 from triplex.training.data import Example, Summary
 
 Span = tuple[int, int]
-# The subject loss counts three times. On WebNLG* (MiniLM, the CLI defaults) subjects never found were the
-# largest share of missed triples (58 of 105: subject recall 0.930 against precision 0.963), and lowering the
-# subjects' thresholds hardly helped (they scored far below them). Partial F1 kept (seeds 42 and 7): weight 1
-# 0.9218 (seed 42 only), 2: 0.9238 and 0.9209, 3: 0.9252 and 0.9237; over epochs 11-20, dev F1 at the chosen
-# thresholds averaged 0.9211/0.9187 with 2 and 0.9218/0.9225 with 3. DuIE 1.0 (e5-small): 0.7076 with 1, 0.7083 with 2.
-SUBJECT_LOSS_WEIGHT = 3.0
 
 
 @dataclass
@@ -144,14 +138,19 @@ def pointer_bce(logits: torch.Tensor, targets: torch.Tensor, power: int) -> torc
 
 
 def pointer_loss(
-    subject_logits: torch.Tensor, object_logits: torch.Tensor, batch: Batch, subject_power: int, object_power: int
+    subject_logits: torch.Tensor,
+    object_logits: torch.Tensor,
+    batch: Batch,
+    subject_power: int,
+    object_power: int,
+    subject_weight: float,
 ) -> torch.Tensor:
-    """Subject loss averaged over tokens, weighted by SUBJECT_LOSS_WEIGHT, plus object loss summed over
-    relations, averaged over tokens."""
+    """Subject loss averaged over tokens, times ``subject_weight`` (see TrainSettings.subject_loss_weight), plus
+    object loss summed over relations, averaged over tokens."""
     mask = batch.attention_mask.float()
     subject_loss = pointer_bce(subject_logits, batch.subject_targets, subject_power).mean(-1)
     subject_loss = (subject_loss * mask).sum() / mask.sum()
     object_mask = mask[batch.subjects[:, 0]] * batch.object_weight[:, None]
     object_loss = pointer_bce(object_logits, batch.object_targets, object_power).mean(-1).sum(-1)
     object_loss = (object_loss * object_mask).sum() / object_mask.sum().clamp(min=1)
-    return SUBJECT_LOSS_WEIGHT * subject_loss + object_loss
+    return subject_weight * subject_loss + object_loss

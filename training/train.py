@@ -271,7 +271,9 @@ def train(
             batch = collate(batch_features, len(relations), settings.negative_subjects).to(device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 subject_logits, object_logits = trained(batch.input_ids, batch.attention_mask, batch.subjects)
-            loss = pointer_loss(subject_logits, object_logits, batch, SUBJECT_POWER, OBJECT_POWER)
+            loss = pointer_loss(
+                subject_logits, object_logits, batch, SUBJECT_POWER, OBJECT_POWER, settings.subject_loss_weight
+            )
             if not torch.isfinite(loss):  # never let one bad batch poison the weights
                 skipped += 1
                 optimizer.zero_grad(set_to_none=True)
