@@ -19,9 +19,9 @@ MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 3, 20
 # The subject loss counts twice (--subject-loss-weight). On WebNLG* (MiniLM) subjects never found were the largest
 # share of missed triples (58 of 105: subject recall 0.930 against precision 0.963), and lowering the subjects'
 # thresholds hardly helped (they scored far below them). Kept F1, the CLI defaults otherwise, one run each:
-#   weight          1       2                 3
-#   WebNLG* partial 0.9218  0.9238 (seed 7: 0.9209)  0.9252 (seed 7: 0.9237)
-#   DuIE 1.0        0.7076  0.7083            0.6994 (behind 2 at each of epochs 3-10, by 1.2 points on average)
+#   weight           1        2                        3
+#   WebNLG* partial  0.9218   0.9238 (seed 7: 0.9209)  0.9252 (seed 7: 0.9237)
+#   DuIE 1.0         0.7076   0.7083                   0.6994 (behind 2 at each epoch from the 3rd, by 1.2 points)
 # 2 is the default: 3 gains 0.1-0.3 points on WebNLG* and loses 0.9 on DuIE 1.0.
 SUBJECT_LOSS_WEIGHT = 2.0
 
