@@ -21,7 +21,7 @@ MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 3, 20
 # thresholds hardly helped (they scored far below them). Kept F1, the CLI defaults otherwise, one run each:
 #   weight           1        2                        3
 #   WebNLG* partial  0.9218   0.9238 (seed 7: 0.9209)  0.9252 (seed 7: 0.9237)
-#   DuIE 1.0         0.7076   0.7083                   0.6994 (behind 2 at each of epochs 5-10, by 1.4 points)
+#   DuIE 1.0         0.7076   0.7083                   0.6994 (seed 7: 0.6993)
 # 2 is the default: 3 gains 0.1-0.3 points on WebNLG* and loses 0.9 on DuIE 1.0.
 SUBJECT_LOSS_WEIGHT = 2.0
 
