@@ -94,6 +94,6 @@ def test_the_loss_is_the_weighted_subject_loss_plus_the_object_loss() -> None:
     subjects = pointer_bce(subject_logits, batch.subject_targets, SUBJECT_POWER).mean()  # every token is text
     objects = pointer_bce(object_logits, batch.object_targets, OBJECT_POWER).mean(-1).sum(-1).mean()
     for weight in (1.0, 2.0, 3.0):
-        loss = pointer_loss(subject_logits, object_logits, batch, SUBJECT_POWER, OBJECT_POWER, weight)
+        loss = pointer_loss(subject_logits, object_logits, batch, weight)
         assert torch.isclose(loss, weight * subjects + objects)
     assert not torch.isclose(subjects, torch.zeros(()))  # the weight shows

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from triplex.model.network import OBJECT_POWER, SUBJECT_POWER
 from triplex.model.schema import Triple, relation_label
 from triplex.model.tokenize import Encoded, pad
 from triplex.training.data import Example, Summary
@@ -138,19 +139,15 @@ def pointer_bce(logits: torch.Tensor, targets: torch.Tensor, power: int) -> torc
 
 
 def pointer_loss(
-    subject_logits: torch.Tensor,
-    object_logits: torch.Tensor,
-    batch: Batch,
-    subject_power: int,
-    object_power: int,
-    subject_weight: float,
+    subject_logits: torch.Tensor, object_logits: torch.Tensor, batch: Batch, subject_weight: float
 ) -> torch.Tensor:
     """Subject loss averaged over tokens, times ``subject_weight`` (see TrainSettings.subject_loss_weight), plus
-    object loss summed over relations, averaged over tokens."""
+    object loss summed over relations, averaged over tokens; on the probabilities the graphs output (the powers
+    SUBJECT_POWER and OBJECT_POWER of the sigmoid)."""
     mask = batch.attention_mask.float()
-    subject_loss = pointer_bce(subject_logits, batch.subject_targets, subject_power).mean(-1)
+    subject_loss = pointer_bce(subject_logits, batch.subject_targets, SUBJECT_POWER).mean(-1)
     subject_loss = (subject_loss * mask).sum() / mask.sum()
     object_mask = mask[batch.subjects[:, 0]] * batch.object_weight[:, None]
-    object_loss = pointer_bce(object_logits, batch.object_targets, object_power).mean(-1).sum(-1)
+    object_loss = pointer_bce(object_logits, batch.object_targets, OBJECT_POWER).mean(-1).sum(-1)
     object_loss = (object_loss * object_mask).sum() / object_mask.sum().clamp(min=1)
     return subject_weight * subject_loss + object_loss

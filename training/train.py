@@ -16,14 +16,7 @@ import torch
 import torch.distributed as dist
 from transformers import AutoTokenizer
 
-from triplex.model.network import (
-    OBJECT_POWER,
-    SUBJECT_POWER,
-    PointerExtractor,
-    load_encoder,
-    save_extractor,
-    torch_runners,
-)
+from triplex.model.network import PointerExtractor, load_encoder, save_extractor, torch_runners
 from triplex.model.pipeline import Extractor
 from triplex.model.progress import progress
 from triplex.model.schema import CONFIG_FILE, ExtractorConfig, Relation, Thresholds
@@ -271,9 +264,7 @@ def train(
             batch = collate(batch_features, len(relations), settings.negative_subjects).to(device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 subject_logits, object_logits = trained(batch.input_ids, batch.attention_mask, batch.subjects)
-            loss = pointer_loss(
-                subject_logits, object_logits, batch, SUBJECT_POWER, OBJECT_POWER, settings.subject_loss_weight
-            )
+            loss = pointer_loss(subject_logits, object_logits, batch, settings.subject_loss_weight)
             if not torch.isfinite(loss):  # never let one bad batch poison the weights
                 skipped += 1
                 optimizer.zero_grad(set_to_none=True)
