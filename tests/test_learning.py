@@ -74,10 +74,10 @@ def test_overfits_real_webnlg_sentences(tmp_path: Path) -> None:
 
 def test_resume_continues_from_saved_state(tiny_encoder: Path, tmp_path: Path) -> None:
     examples = generate(16, seed=3)
-    settings = TrainSettings(epochs=2, batch_size=8, ema_decay=0.9)
+    settings = TrainSettings(epochs=2, batch_size=8, ema_decay=0.9, mask_rate=0.1)  # masks drawn per epoch
     train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, settings, Summary(), log=lambda m: None)
     messages: list[str] = []
-    resumed = TrainSettings(epochs=3, batch_size=8, ema_decay=0.9, resume=True)
+    resumed = TrainSettings(epochs=3, batch_size=8, ema_decay=0.9, mask_rate=0.1, resume=True)
     train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, resumed, Summary(), log=messages.append)
     assert any("resumed" in message and "epoch 3" in message for message in messages)
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]

@@ -14,7 +14,7 @@ from triplex.model.tokenize import encode_windows
 from triplex.training.data import Example, Summary
 from triplex.training.sample import RELATIONS, generate
 from triplex.training.settings import auto_epochs
-from triplex.training.targets import Feature, collate, make_features, pointer_bce, pointer_loss
+from triplex.training.targets import Feature, collate, make_features, mask_tokens, pointer_bce, pointer_loss
 
 
 def long_example() -> Example:
@@ -97,3 +97,20 @@ def test_the_loss_is_the_weighted_subject_loss_plus_the_object_loss() -> None:
         loss = pointer_loss(subject_logits, object_logits, batch, weight)
         assert torch.isclose(loss, weight * subjects + objects)
     assert not torch.isclose(subjects, torch.zeros(()))  # the weight shows
+
+
+def test_masking_hides_only_tokens_between_the_special_ones_at_about_the_rate() -> None:
+    lengths = [40, 25, 3]
+    features = [Feature(np.arange(100, 100 + length)) for length in lengths]
+    batch = collate(features, len(RELATIONS))
+    masked = mask_tokens(batch, 0.3, 7, torch.Generator().manual_seed(0))
+    hidden = masked == 7
+    for row, length in enumerate(lengths):
+        assert not hidden[row, 0] and not hidden[row, length - 1 :].any()  # [CLS], [SEP] and padding stay
+        kept = ~hidden[row, :length]
+        assert torch.equal(masked[row, :length][kept], batch.input_ids[row, :length][kept])
+    inside = sum(length - 2 for length in lengths)
+    assert 0.15 < hidden.sum().item() / inside < 0.45
+    again = mask_tokens(batch, 0.3, 7, torch.Generator().manual_seed(0))
+    assert torch.equal(again, masked)  # drawn from the epoch's generator: the same after --resume
+    assert torch.equal(mask_tokens(batch, 0.0, 7, torch.Generator()), batch.input_ids)

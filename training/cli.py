@@ -150,6 +150,8 @@ def command_train(args: argparse.Namespace) -> None:
         raise CliError(f"--epochs {args.epochs}: train for at least 1 epoch")
     if not args.subject_loss_weight > 0:  # also NaN
         raise CliError(f"--subject-loss-weight {args.subject_loss_weight}: give a positive number")
+    if not 0 <= args.mask_rate < 1:  # also NaN
+        raise CliError(f"--mask-rate {args.mask_rate}: give a share from 0 up to, not including, 1")
     if args.thresholds:
         try:
             Thresholds.parse(args.thresholds)
@@ -186,6 +188,7 @@ def command_train(args: argparse.Namespace) -> None:
         freeze_embeddings=args.freeze_embeddings,
         negative_subjects=args.negative_subjects,
         subject_loss_weight=args.subject_loss_weight,
+        mask_rate=args.mask_rate,
         max_length=args.max_length,
         seed=args.seed,
         device=args.device,
@@ -452,6 +455,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=defaults.subject_loss_weight,
         help="how many times the subject loss counts beside the object loss (see the README)",
+    )
+    train.add_argument(
+        "--mask-rate",
+        type=float,
+        default=defaults.mask_rate,
+        help="share of training tokens hidden behind the mask token, drawn anew for every batch (0: none)",
     )
     train.add_argument("--accumulate", type=int, default=defaults.accumulate, help="batches per optimizer step")
     train.add_argument("--seed", type=int, default=defaults.seed, help="random seed")

@@ -115,6 +115,16 @@ def collate(features: list[Feature], num_relations: int, negative_subjects: bool
     )
 
 
+def mask_tokens(batch: Batch, rate: float, mask_id: int, generator: torch.Generator) -> torch.Tensor:
+    """The batch's token ids with each token between a sentence's first and last ([CLS] and [SEP]) replaced by
+    ``mask_id`` with probability ``rate``, entities' tokens included: their pointers must then be found from the
+    context, and a sentence is never seen the same way twice (see TrainSettings.mask_rate)."""
+    positions = torch.arange(batch.input_ids.shape[1])
+    inside = (positions > 0) & (positions < batch.attention_mask.sum(1, keepdim=True) - 1)
+    chosen = inside & (torch.rand(batch.input_ids.shape, generator=generator) < rate)
+    return batch.input_ids.masked_fill(chosen, mask_id)
+
+
 def length_batches(features: list[Feature], batch_size: int, rng: random.Random) -> list[list[Feature]]:
     """Shuffled batches of similar length: sort within chunks of 50 batches, then shuffle the batches."""
     order = list(range(len(features)))

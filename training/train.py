@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
 from triplex.model.network import PointerExtractor, load_encoder, save_extractor, torch_runners
@@ -24,7 +25,7 @@ from triplex.model.tokenize import TOKENIZER_FILE, encode_windows, split_cjk_cha
 from triplex.training.data import Example, Summary
 from triplex.training.evaluate import APART_MIN_TRIPLES, cached_runs, record_thresholds, score
 from triplex.training.settings import STATE_FILE, TrainSettings, auto_epochs
-from triplex.training.targets import collate, length_batches, make_features, pointer_loss
+from triplex.training.targets import collate, length_batches, make_features, mask_tokens, pointer_loss
 
 LOG_FILE = "training_log.jsonl"
 # Measured on this project's CPU (AVX-512 BF16, no AMX), benchmarks/train_throughput.py, median of 3:
@@ -64,15 +65,16 @@ class EMA:
                     parameters[name].copy_(value)
 
 
-def prepare_tokenizer(encoder: str, split_cjk: bool):
-    """The encoder's fast tokenizer, CJK split per character, as a plain ``tokenizers.Tokenizer``."""
+def prepare_tokenizer(encoder: str, split_cjk: bool) -> tuple[Tokenizer, int | None]:
+    """The encoder's fast tokenizer, CJK split per character, as a plain ``tokenizers.Tokenizer``, and the id
+    of its mask token."""
     tokenizer = AutoTokenizer.from_pretrained(encoder)
     if not tokenizer.is_fast:
         raise ValueError(f"{encoder} has no fast tokenizer; character offsets need one")
     backend = tokenizer.backend_tokenizer
     backend.no_padding()
     backend.no_truncation()
-    return split_cjk_characters(backend) if split_cjk else backend
+    return split_cjk_characters(backend) if split_cjk else backend, tokenizer.mask_token_id
 
 
 def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
@@ -197,9 +199,12 @@ def train(
     if max_length < settings.max_length:
         log(f"max length {settings.max_length} is more than the encoder's {max_length} positions; using {max_length}")
     config = ExtractorConfig(relations, max_length, window_stride=max_length // 4, examples=pick_examples(dev_examples))
-    tokenizer = prepare_tokenizer(encoder_name, config.split_cjk)
+    tokenizer, mask_id = prepare_tokenizer(encoder_name, config.split_cjk)
     if main_process:
         tokenizer.save(str(output / TOKENIZER_FILE))
+    if settings.mask_rate and mask_id is None:
+        log(f"{encoder_name} has no mask token: training without masking (--mask-rate)")
+        settings = replace(settings, mask_rate=0.0)
     # the windows inference reads: a long sentence is cut into overlapping windows, none is truncated
     texts = [example.text for example in train_examples]
     features = make_features(
@@ -260,8 +265,12 @@ def train(
         model.train()
         started, sentences, loss_sum, skipped = time.perf_counter(), 0, 0.0, 0
         bar = progress(len(batches), f"epoch {epoch + 1}/{settings.epochs}", "batch", enabled=main_process)
+        masking = torch.Generator().manual_seed(settings.seed * 1000 + epoch)  # the same masks after --resume
         for step, batch_features in enumerate(batches):
-            batch = collate(batch_features, len(relations), settings.negative_subjects).to(device)
+            batch = collate(batch_features, len(relations), settings.negative_subjects)
+            if settings.mask_rate:
+                batch.input_ids = mask_tokens(batch, settings.mask_rate, mask_id, masking)
+            batch = batch.to(device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 subject_logits, object_logits = trained(batch.input_ids, batch.attention_mask, batch.subjects)
             loss = pointer_loss(subject_logits, object_logits, batch, settings.subject_loss_weight)
