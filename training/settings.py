@@ -37,7 +37,7 @@ class TrainSettings:
     negative_subjects: bool = False  # object rows for gold objects that are no subject
     # The subject loss counts twice (--subject-loss-weight). On WebNLG* (MiniLM) subjects never found were the
     # largest share of missed triples (58 of 105: subject recall 0.930 against precision 0.963), and lowering the
-    # subjects' thresholds hardly helped (they scored far below them). Kept F1, other defaults, no masking:
+    # subjects' thresholds hardly helped (they scored far below them). Kept F1, other settings the defaults:
     #   weight           1        2                        3
     #   WebNLG* partial  0.9218   0.9238 (seed 7: 0.9209)  0.9252 (seed 7: 0.9237)
     #   DuIE 1.0         0.7076   0.7083 (seed 7: 0.7111)  0.6994 (seed 7: 0.6993)
