@@ -31,7 +31,7 @@ class TrainSettings:
     # Encoder learning rate (--lr). Kept F1 with the other defaults, one run per seed:
     #   learning rate                     1e-4              2e-4
     #   WebNLG* partial (MiniLM, 20 ep)   0.9238 / 0.9209   0.9272 / 0.9254   (seeds 42 / 7)
-    #   DuIE 1.0 (e5-small, 10 ep)        0.7083 / 0.7111   0.7216        (seed 42)
+    #   DuIE 1.0 (e5-small, 10 ep)        0.7083 / 0.7111   0.7216            (seed 42)
     # The subject-weight and masking figures below were measured at 1e-4.
     learning_rate: float = 2e-4
     head_learning_rate: float = 1e-3  # pointer heads and Conditional LayerNorm, trained from scratch
