@@ -7,25 +7,19 @@ Two steps, both vectorised over the whole batch:
    those pair into objects. The result is ``Spans``: one row per triple, in token positions.
 2. ``to_triples``: the rows -> ``Triple`` objects with character offsets into each window's text.
 
-The runtime is whatever ``run_encoder``/``run_objects`` wrap: PyTorch or ONNX Runtime.
+The graphs run in whatever ``Runtime`` is given: ONNX Runtime, or PyTorch during training.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from triplex.model.runtime import Runtime
 from triplex.model.schema import VALUE_SLOT, Entity, ExtractorConfig, Relation, Thresholds, Triple
-from triplex.model.tokenize import Batch, Encoded
+from triplex.model.tokenize import Encoded, Padded
 
-# (input_ids, attention_mask) -> (hidden states in whatever form run_objects takes, subject probs (B, L, 2))
-RunEncoder = Callable[[np.ndarray, np.ndarray], tuple[Any, np.ndarray]]
-# (hidden states, subjects (N, 3) as batch index/start/end, thresholds (2,)) ->
-# (positions (K, 3) as subject/token/relation where a start or end probability passes its threshold, probs (K, 2))
-RunObjects = Callable[[Any, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 SUBJECT_TOKENS_PER_CALL = 32768  # subjects x tokens per graph-2 call: bounds its memory on texts with many subjects
 
 
@@ -122,17 +116,17 @@ def object_spans(
     return Spans(rows, subject_scores[subject].astype(np.float64) * object_scores.astype(np.float64))
 
 
-def find_spans(batch: Batch, run_encoder: RunEncoder, run_objects: RunObjects, config: ExtractorConfig) -> Spans:
+def find_spans(batch: Padded, runtime: Runtime, thresholds: Thresholds, relations: int) -> Spans:
     """Graph 1 on the batch, graph 2 on every subject found (in chunks), decoded to token spans."""
-    hidden, subject_probs = run_encoder(batch.input_ids, batch.attention_mask)
-    subjects, subject_scores = subject_spans(subject_probs, batch.content, config.thresholds)
+    hidden, subject_probs = runtime.encode(batch.input_ids, batch.attention_mask)
+    subjects, subject_scores = subject_spans(subject_probs, batch.content, thresholds)
     if not len(subjects):
         return Spans.empty()
-    thresholds = np.array([config.thresholds.start, config.thresholds.end], dtype=np.float32)
+    object_thresholds = np.array([thresholds.start, thresholds.end], dtype=np.float32)
     chunk = max(1, SUBJECT_TOKENS_PER_CALL // batch.input_ids.shape[1])
     found_positions, found_probs = [], []
     for begin in range(0, len(subjects), chunk):
-        positions, probs = run_objects(hidden, subjects[begin : begin + chunk], thresholds)
+        positions, probs = runtime.objects(hidden, subjects[begin : begin + chunk], object_thresholds)
         found_positions.append(positions + [begin, 0, 0])
         found_probs.append(probs)
     return object_spans(
@@ -141,8 +135,8 @@ def find_spans(batch: Batch, run_encoder: RunEncoder, run_objects: RunObjects, c
         subjects,
         subject_scores,
         batch.content,
-        len(config.relations),
-        config.thresholds,
+        relations,
+        thresholds,
     )
 
 
@@ -153,37 +147,23 @@ def to_triples(windows: list[Encoded], spans: Spans, config: ExtractorConfig) ->
     found: list[list[Triple]] = [[] for _ in windows]
     if not len(spans):
         return found
-    rows, relations, labels = spans.rows, config.relations, config.labels
-    first_token = np.cumsum([0] + [len(window.ids) for window in windows[:-1]])[rows[:, Spans.WINDOW], None]
-    starts = np.concatenate([window.starts for window in windows])
-    ends = np.concatenate([window.ends for window in windows])
-    offsets = np.concatenate(
-        [
-            rows[:, Spans.WINDOW : Spans.WINDOW + 1],
-            starts[rows[:, [Spans.SUBJECT_START, Spans.OBJECT_START]] + first_token],
-            ends[rows[:, [Spans.SUBJECT_END, Spans.OBJECT_END]] + first_token],
-            rows[:, Spans.RELATION : Spans.RELATION + 1],
-        ],
-        axis=1,
-    )
-    # listed as ``model.pipeline.identity`` orders them: by subject, predicate, object
-    order = np.lexsort(
-        (
-            offsets[:, 4],
-            offsets[:, 2],
-            config.label_ranks[rows[:, Spans.RELATION]],
-            offsets[:, 3],
-            offsets[:, 1],
-            offsets[:, 0],
-        )
-    )
-    texts = [window.text for window in windows]
-    for (w, subject_start, object_start, subject_end, object_end, r), score in zip(
-        offsets[order].tolist(), spans.scores[order].tolist()
-    ):
-        relation, text = relations[r], texts[w]
-        subject = Entity(text[subject_start:subject_end], subject_start, subject_end, relation.subject_type)
-        obj = Entity(text[object_start:object_end], object_start, object_end, relation.object_type)
+    rows = spans.rows
+    window, relation = rows[:, Spans.WINDOW], rows[:, Spans.RELATION]
+    first_token = np.cumsum([0] + [len(w.ids) for w in windows[:-1]])[window]  # of each row's window
+    starts = np.concatenate([w.starts for w in windows])
+    ends = np.concatenate([w.ends for w in windows])
+    subject_start = starts[rows[:, Spans.SUBJECT_START] + first_token]
+    subject_end = ends[rows[:, Spans.SUBJECT_END] + first_token]
+    object_start = starts[rows[:, Spans.OBJECT_START] + first_token]
+    object_end = ends[rows[:, Spans.OBJECT_END] + first_token]
+    # listed as ``model.extractor.identity`` orders them: by subject, predicate, object (lexsort's last key first)
+    order = np.lexsort((object_end, object_start, config.label_ranks[relation], subject_end, subject_start, window))
+    columns = np.stack([window, subject_start, subject_end, relation, object_start, object_end], axis=1)
+    relations, labels, texts = config.relations, config.labels, [w.text for w in windows]
+    for (w, s_start, s_end, r, o_start, o_end), score in zip(columns[order].tolist(), spans.scores[order].tolist()):
+        relation_r, text = relations[r], texts[w]
+        subject = Entity(text[s_start:s_end], s_start, s_end, relation_r.subject_type)
+        obj = Entity(text[o_start:o_end], o_start, o_end, relation_r.object_type)
         found[w].append(Triple(subject, labels[r], obj, score))
     if config.has_slots:
         found = [merge_slots(triples, config.relations_by_label) for triples in found]

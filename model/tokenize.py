@@ -1,4 +1,4 @@
-"""Tokenization with character offsets into the original text (no torch: the service uses this too)."""
+"""Tokenization with character offsets into the original text, windows for long texts, and padding."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def pad(sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass
-class Batch:
+class Padded:
     """Windows padded into one engine call: ``content`` marks the tokens that cover text."""
 
     input_ids: np.ndarray
@@ -163,8 +163,9 @@ class Batch:
     content: np.ndarray
 
 
-def pad_windows(windows: list[Encoded]) -> Batch:
-    input_ids, attention_mask = pad([window.ids for window in windows])
+def pad_windows(ids: list[np.ndarray], starts: list[np.ndarray]) -> Padded:
+    """Windows' token ids and character starts (-1 for special tokens), padded into one batch."""
+    input_ids, attention_mask = pad(ids)
     content = np.zeros(input_ids.shape, dtype=bool)
-    content[attention_mask.astype(bool)] = np.concatenate([window.starts for window in windows]) >= 0
-    return Batch(input_ids, attention_mask, content)
+    content[attention_mask.astype(bool)] = np.concatenate(starts) >= 0
+    return Padded(input_ids, attention_mask, content)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import uvicorn
 
-from triplex.model.engine import ExportError, check_export_folder
+from triplex.model.runtime import ExportError, check_export_folder
 from triplex.model.schema import THRESHOLDS_METAVAR
 from triplex.service.logs import configure
 from triplex.service.metrics import use_folder
-from triplex.service.settings import Settings, SettingsError
+from triplex.service.settings import ServiceSettings, SettingsError
 from triplex.service.supervisor import EngineStartError, EngineSupervisor
 
 
@@ -49,7 +49,7 @@ def serve(argv: list[str] | None = None) -> int:
         if value is not None:
             os.environ[f"TRIPLEX_{'MODEL_DIR' if name == 'model' else name.upper()}"] = str(value)
     try:
-        settings = Settings.read()
+        settings = ServiceSettings.read()
         check_export_folder(Path(settings.model_dir))
     except (SettingsError, ExportError) as error:
         print(f"triplex: error: {error}", file=sys.stderr)
@@ -89,7 +89,7 @@ def serve(argv: list[str] | None = None) -> int:
     return 0
 
 
-def serve_on_ray(args: argparse.Namespace, settings: Settings) -> int:
+def serve_on_ray(args: argparse.Namespace, settings: ServiceSettings) -> int:
     """``--ray``: the same app in replicas on Ray Serve; settings travel as the application's arguments."""
     try:
         from triplex.service import ray_serve

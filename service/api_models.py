@@ -7,10 +7,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from triplex.model.tokenize import lone_surrogate
 
 
+def exactly_one_of_text_or_texts(schema: dict) -> None:
+    """The schema as the server reads a request: ``text`` (a string) or ``texts`` (a list of strings),
+    exactly one of them, neither of them null."""
+    properties = schema["properties"]
+    for name in ("text", "texts"):
+        allowed = [part for part in properties[name].pop("anyOf") if part.get("type") != "null"]
+        properties[name] |= allowed[0]
+        properties[name].pop("default", None)
+    schema["oneOf"] = [{"required": ["text"]}, {"required": ["texts"]}]
+    schema["examples"] = [{"text": "Ada Lovelace was born in London."}]
+
+
 class ExtractRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"text": "Ada Lovelace was born in London."}]}
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of_text_or_texts)
 
     text: str | None = Field(None, description="one text")
     texts: list[str] | None = Field(None, min_length=1, description="several texts, answered in order")
@@ -27,8 +37,8 @@ class ExtractRequest(BaseModel):
 
     @model_validator(mode="after")
     def one_of_text_or_texts(self) -> ExtractRequest:
-        if (self.text is None) == (self.texts is None):
-            raise ValueError('give exactly one of "text" or "texts"')
+        if len(self.model_fields_set & {"text", "texts"}) != 1 or (self.text is None) == (self.texts is None):
+            raise ValueError('give exactly one of "text" (a string) or "texts" (a list of strings)')
         return self
 
     @property

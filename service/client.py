@@ -16,6 +16,7 @@ import numpy as np
 from triplex.model.decode import Spans
 from triplex.model.tokenize import Encoded
 from triplex.service import wire
+from triplex.service.wire import Cancel, Done, EngineInfo, Hello, Submit
 
 RECONNECT_S = 0.1
 
@@ -32,7 +33,7 @@ class EngineClient:
         self.writer: asyncio.StreamWriter | None = None
         self.pending: dict[int, asyncio.Future] = {}
         self.ids = itertools.count()
-        self.info: dict = {}
+        self.info: EngineInfo | None = None
         self.task: asyncio.Task | None = None
         self.closing = False
         self.connected = asyncio.Event()  # set once the first connection is made
@@ -53,7 +54,10 @@ class EngineClient:
         while not self.closing:
             try:
                 reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=1 << 24)
-                _, self.info = await self.read(reader)  # ("hello", info)
+                hello = await self.read(reader)
+                if not isinstance(hello, Hello):
+                    raise EOFError(f"the engine process answered {type(hello).__name__} before Hello")
+                self.info = hello.info
                 self.writer = writer
                 self.connected.set()
                 await self.dispatch(reader)
@@ -65,20 +69,20 @@ class EngineClient:
                 await asyncio.sleep(RECONNECT_S)
 
     @staticmethod
-    async def read(reader: asyncio.StreamReader) -> tuple:
+    async def read(reader: asyncio.StreamReader) -> wire.Message:
         (size,) = wire.HEADER.unpack(await reader.readexactly(wire.HEADER.size))
         return wire.parse(await reader.readexactly(size))
 
     async def dispatch(self, reader: asyncio.StreamReader) -> None:
         while True:
             message = await self.read(reader)
-            future = self.pending.pop(message[1], None)
+            future = self.pending.pop(message.request_id, None)
             if future is None or future.done():
                 continue
-            if message[0] == "done":
-                future.set_result(Spans(message[2], message[3]))
+            if isinstance(message, Done):
+                future.set_result(Spans(message.rows, message.scores))
             else:
-                future.set_exception(EngineError(*message[2:]))
+                future.set_exception(EngineError(message.status, message.code, message.message))
 
     def fail_all(self, error: EngineError) -> None:
         pending, self.pending = self.pending, {}
@@ -96,13 +100,13 @@ class EngineClient:
         ids = np.concatenate([window.ids for window in windows])
         starts = np.concatenate([window.starts for window in windows])
         lengths = [len(window.ids) for window in windows]
-        self.writer.write(wire.frame(("submit", request_id, ids, starts, lengths, deadline)))
+        self.writer.write(wire.frame(Submit(request_id, ids, starts, lengths, deadline)))
         return request_id, future
 
     def cancel(self, request_id: int) -> None:
         """The client left or the deadline passed: free the engine of the request."""
         if self.pending.pop(request_id, None) is not None and self.writer is not None:
-            self.writer.write(wire.frame(("cancel", request_id)))
+            self.writer.write(wire.frame(Cancel(request_id)))
 
     async def drain(self, timeout: float) -> None:
         """Wait (up to ``timeout``) for the requests in flight, then close."""

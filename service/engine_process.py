@@ -5,7 +5,7 @@
 Front ends send tokenized windows over a Unix socket (``service.wire``); this process queues them in
 the fair ``Scheduler``, pads batches, runs both graphs and the vectorised decode, and sends back each
 request's triples as token spans once all its windows are done. On a GPU three stages overlap
-(``model.pipeline.pipelined``): while the accelerator thread runs batch k, this thread pads batch k+1
+(``model.extractor.InFlight``): while the accelerator thread runs batch k, this thread pads batch k+1
 and hands out the results of batch k-1.
 
 A failing batch is retried request by request, so one poisonous text fails only its own request; an
@@ -22,20 +22,19 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from triplex.model.decode import Spans
-from triplex.model.engine import Engine, ExportError
-from triplex.model.pipeline import pipelined
-from triplex.model.tokenize import Batch as PaddedBatch
-from triplex.model.tokenize import Encoded, pad_windows
+from triplex.model.extractor import Extractor, InFlight, open_export
+from triplex.model.runtime import ExportError
+from triplex.model.tokenize import Padded, pad_windows
 from triplex.service import wire
 from triplex.service.metrics import Metrics
 from triplex.service.scheduler import Request, Scheduler
-from triplex.service.settings import Settings
+from triplex.service.settings import ServiceSettings
+from triplex.service.wire import Cancel, Done, EngineInfo, Failed, Hello, Submit
 
 READY_LINE = "engine ready"
 OUT_OF_MEMORY = ("out of memory", "failed to allocate", "bad_alloc", "cudaErrorMemoryAllocation")
@@ -48,7 +47,7 @@ class Failure:
     message: str
 
 
-Batch = list[tuple[Request, int]]
+Scheduled = list[tuple[Request, int]]  # a batch: (request, window index) pairs
 
 
 class Peer:
@@ -57,7 +56,7 @@ class Peer:
     def __init__(self, connection: socket.socket) -> None:
         self.connection, self.lock = connection, threading.Lock()
 
-    def send(self, message: tuple) -> None:
+    def send(self, message: wire.Message) -> None:
         try:
             with self.lock:
                 self.connection.sendall(wire.frame(message))
@@ -73,18 +72,20 @@ def failure(error: Exception) -> Failure:
 
 
 class EngineServer:
-    def __init__(self, engine: Engine, settings: Settings, batch_size: int, metrics: Metrics) -> None:
-        self.engine, self.metrics = engine, metrics
+    def __init__(self, extractor: Extractor, settings: ServiceSettings, batch_size: int, metrics: Metrics) -> None:
+        self.extractor, self.metrics = extractor, metrics
+        self.overlap = extractor.overlap  # on a GPU: the stages overlap
         self.scheduler = Scheduler(batch_size, settings.max_batch_tokens, settings.max_queue)
         self.active: dict[tuple, Request] = {}  # submitted and not yet answered
         self.peers: dict[int, Peer] = {}
         self.condition = threading.Condition()
-        self.info = {
-            "provider": engine.provider,
-            "precision": engine.config.export.precision if engine.config.export else "fp32",
-            "max_batch_size": batch_size,
-            "thresholds": engine.config.thresholds.to_dict(),  # the export's own, or TRIPLEX_THRESHOLDS
-        }
+        export = extractor.config.export
+        self.info = EngineInfo(
+            provider=extractor.runtime.provider,
+            precision=export.precision if export else "fp32",
+            max_batch_size=batch_size,
+            thresholds=extractor.thresholds.to_dict(),
+        )
 
     def serve(self, path: str) -> None:
         if os.path.exists(path):  # left by an engine process that died
@@ -100,45 +101,37 @@ class EngineServer:
         for peer_id in itertools.count():
             connection, _ = listener.accept()
             peer = self.peers[peer_id] = Peer(connection)
-            peer.send(("hello", self.info))
+            peer.send(Hello(self.info))
             threading.Thread(target=self.read, args=(peer_id, peer), daemon=True).start()
 
     def read(self, peer_id: int, peer: Peer) -> None:
         try:
             while True:
                 message = wire.receive(peer.connection)
-                if message[0] == "submit":
-                    self.submit(peer_id, peer, *message[1:])
-                elif message[0] == "cancel":
-                    self.drop((peer_id, message[1]))
+                if isinstance(message, Submit):
+                    self.submit(peer_id, peer, message)
+                elif isinstance(message, Cancel):
+                    self.drop((peer_id, message.request_id))
         except (EOFError, OSError):
             with self.condition:
                 for key in [key for key in self.active if key[0] == peer_id]:
                     self.drop(key)
                 self.peers.pop(peer_id, None)
 
-    def submit(
-        self,
-        peer_id: int,
-        peer: Peer,
-        request_id: int,
-        ids: np.ndarray,
-        starts: np.ndarray,
-        lengths: list[int],
-        deadline: float,
-    ) -> None:
-        bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
-        windows = [Encoded("", ids[a:b], starts[a:b], starts[a:b]) for a, b in zip(bounds, bounds[1:])]
-        request = Request((peer_id, request_id), windows, deadline)
+    def submit(self, peer_id: int, peer: Peer, message: Submit) -> None:
+        bounds = np.concatenate([[0], np.cumsum(message.lengths)]).tolist()
+        ids = [message.ids[a:b] for a, b in zip(bounds, bounds[1:])]
+        starts = [message.starts[a:b] for a, b in zip(bounds, bounds[1:])]
+        request = Request((peer_id, message.request_id), ids, starts, message.deadline)
         with self.condition:
-            room = self.scheduler.has_room(len(windows))
+            room = self.scheduler.has_room(len(ids))
             if room:
                 self.active[request.key] = request
                 self.scheduler.add(request)
                 self.metrics.queue_depth.set(self.scheduler.queued_windows)
                 self.condition.notify()
         if not room:
-            peer.send(("error", request_id, 429, "queue_full", "the server is at capacity; retry shortly"))
+            peer.send(Failed(message.request_id, 429, "queue_full", "the server is at capacity; retry shortly"))
 
     def drop(self, key: tuple) -> None:
         with self.condition:
@@ -146,63 +139,71 @@ class EngineServer:
             self.scheduler.remove(key)
 
     def loop(self) -> None:
-        # On a GPU the stages overlap (pad k+1 and hand out k-1 while k runs); on the CPU the graphs use
-        # every core and the overlap only competes for them.
-        pipelined(self.batches(), self.prepare, self.run, self.finish, overlap=self.engine.on_gpu)
+        """Batches as they come. On a GPU the stages overlap (pad k+1 and hand out k-1 while k runs); on
+        the CPU the graphs use every core and the overlap only competes for them. When the queue runs
+        dry, the batches in flight are finished before this waits for more requests."""
+        with InFlight(self.run, overlap=self.overlap) as in_flight:
+            while True:
+                batch = self.next_batch(wait=not in_flight.busy)
+                finished = in_flight.add(batch, self.prepare(batch)) if batch else in_flight.drain()
+                for done, outcomes in finished:
+                    self.finish(done, outcomes)
 
-    def batches(self) -> Iterator[Batch | None]:
-        """The next batch as soon as there is one; ``None`` when the queue has run dry, so that the
-        batches in flight are finished before this waits for more requests."""
-        idle = False  # None was handed out, so nothing is in flight
-        while True:
-            with self.condition:
+    def next_batch(self, wait: bool) -> Scheduled:
+        """The next batch as soon as there is one; empty when there is none and ``wait`` is false."""
+        with self.condition:
+            while True:
                 for request in self.scheduler.expired(time.monotonic()):
                     self.active.pop(request.key, None)
                     self.metrics.dropped.labels("deadline").inc()
                 batch = self.scheduler.next_batch()
                 self.metrics.queue_depth.set(self.scheduler.queued_windows)
-                if not batch and idle:
-                    self.condition.wait()
-                    continue
-            idle = not batch
-            if batch:
-                now = time.monotonic()
-                for request in {id(request): request for request, index in batch if index == 0}.values():
-                    self.metrics.queue_seconds.observe(now - request.enqueued)
-            yield batch or None
+                if batch or not wait:
+                    break
+                self.condition.wait()
+        if batch:
+            now = time.monotonic()
+            for request in {id(request): request for request, index in batch if index == 0}.values():
+                self.metrics.queue_seconds.observe(now - request.enqueued)
+        return batch
 
     @staticmethod
-    def prepare(batch: Batch) -> tuple[Batch, PaddedBatch]:
-        return batch, pad_windows([request.windows[index] for request, index in batch])
+    def prepare(batch: Scheduled) -> tuple[Scheduled, Padded]:
+        ids = [request.ids[index] for request, index in batch]
+        return batch, pad_windows(ids, [request.starts[index] for request, index in batch])
 
-    def run(self, prepared: tuple[Batch, PaddedBatch]) -> list[Spans | Failure]:
+    def run(self, prepared: tuple[Scheduled, Padded]) -> list[Spans | Failure]:
         """Spans per window of the batch; on an engine error, retried in smaller groups to isolate it."""
         batch, padded = prepared
         started = time.perf_counter()
         try:
-            spans = self.engine.extractor.find_spans(padded)
+            spans = self.extractor.find_spans(padded)
         except Exception as error:  # any onnxruntime error: isolate the windows that cause it
-            found = failure(error)
-            if len(batch) == 1:
-                return [found]
-            if found.code == "out_of_memory":
-                half = len(batch) // 2
-                return self.run(self.prepare(batch[:half])) + self.run(self.prepare(batch[half:]))
-            groups: dict[int, list[int]] = {}
-            for position, (request, _) in enumerate(batch):
-                groups.setdefault(id(request), []).append(position)
-            if len(groups) == 1:  # one request: it fails alone
-                return [found] * len(batch)
-            outcomes: list[Spans | Failure] = [found] * len(batch)
-            for positions in groups.values():
-                group = [batch[p] for p in positions]
-                for position, outcome in zip(positions, self.run(self.prepare(group))):
-                    outcomes[position] = outcome
-            return outcomes
+            return self.isolate(batch, failure(error))
         self.record(batch, time.perf_counter() - started)
         return spans.per_window(len(batch))
 
-    def record(self, batch: Batch, seconds: float) -> None:
+    def isolate(self, batch: Scheduled, found: Failure) -> list[Spans | Failure]:
+        """A failed batch again in parts: halves on running out of memory, else request by request, so
+        that one poisonous text fails only its own request."""
+        if len(batch) == 1:
+            return [found]
+        if found.code == "out_of_memory":
+            half = len(batch) // 2
+            return self.run(self.prepare(batch[:half])) + self.run(self.prepare(batch[half:]))
+        groups: dict[int, list[int]] = {}
+        for position, (request, _) in enumerate(batch):
+            groups.setdefault(id(request), []).append(position)
+        if len(groups) == 1:  # one request: it fails alone
+            return [found] * len(batch)
+        outcomes: list[Spans | Failure] = [found] * len(batch)
+        for positions in groups.values():
+            group = [batch[p] for p in positions]
+            for position, outcome in zip(positions, self.run(self.prepare(group))):
+                outcomes[position] = outcome
+        return outcomes
+
+    def record(self, batch: Scheduled, seconds: float) -> None:
         padded, padding = Scheduler.padding(batch)
         self.metrics.engine_seconds.observe(seconds)
         self.metrics.batch_windows.observe(len(batch))
@@ -210,7 +211,7 @@ class EngineServer:
         self.metrics.batch_tokens.observe(padded)
         self.metrics.padding_ratio.observe(padding)
 
-    def finish(self, batch: Batch, outcomes: list[Spans | Failure]) -> None:
+    def finish(self, batch: Scheduled, outcomes: list[Spans | Failure]) -> None:
         answers = []
         with self.condition:
             for (request, index), outcome in zip(batch, outcomes):
@@ -219,7 +220,7 @@ class EngineServer:
                 if isinstance(outcome, Failure):
                     self.active.pop(request.key)
                     self.scheduler.remove(request.key)
-                    answers.append((request, ("error", request.key[1], outcome.status, outcome.code, outcome.message)))
+                    answers.append((request, Failed(request.key[1], outcome.status, outcome.code, outcome.message)))
                     continue
                 outcome.rows[:, Spans.WINDOW] = index
                 request.spans[index] = outcome
@@ -228,7 +229,7 @@ class EngineServer:
                     self.active.pop(request.key)
                     rows = np.concatenate([spans.rows for spans in request.spans])
                     scores = np.concatenate([spans.scores for spans in request.spans])
-                    answers.append((request, ("done", request.key[1], rows, scores)))
+                    answers.append((request, Done(request.key[1], rows, scores)))
         for request, message in answers:
             peer = self.peers.get(request.key[0])
             if peer is not None:
@@ -245,23 +246,20 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=exit_with_parent, daemon=True).start()
-    settings = Settings()
+    settings = ServiceSettings()
     try:
         # No spinning: this process shares the cores with the front ends, and ONNX Runtime's threads
         # spinning between runs took them (measured on 2 cores, int8, concurrency 32: 258 -> 324 requests/s).
-        engine = Engine(
-            settings.model_dir,
-            settings.provider,
-            settings.threads,
-            spinning=False,
-            thresholds=settings.chosen_thresholds(),
-        )
+        extractor = open_export(
+            settings.model_dir, settings.provider, settings.threads, spinning=False,
+            thresholds=settings.chosen_thresholds(), streams=1,
+        )  # fmt: skip
     except ExportError as error:
         print(f"triplex: error: {error}", file=sys.stderr, flush=True)
         return 2
-    batch_size = settings.batch_size(engine.on_gpu)
-    engine.warm_up(batch_size, settings.max_batch_tokens)
-    EngineServer(engine, settings, batch_size, Metrics()).serve(sys.argv[1])
+    batch_size = settings.batch_size(extractor.runtime.on_gpu)
+    extractor.warm_up(batch_size, settings.max_batch_tokens)
+    EngineServer(extractor, settings, batch_size, Metrics()).serve(sys.argv[1])
     return 0
 
 

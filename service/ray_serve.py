@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from triplex.service.app import create_app
 from triplex.service.ray_cluster import ClusterError, connect
-from triplex.service.settings import Settings
+from triplex.service.settings import ServiceSettings
 
 __all__ = ["ClusterError", "build", "run", "write_config"]
 NAME = "triplex"
@@ -54,7 +54,7 @@ class NameReplica:
 class Replica:
     def __init__(self, environment: dict[str, str]) -> None:
         os.environ.update(environment)  # the TRIPLEX_* settings, for this process and its engine process
-        self.settings = Settings.read()
+        self.settings = ServiceSettings.read()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         app = create_app(self.settings)
@@ -75,10 +75,10 @@ def build(args: dict) -> Application:
     gpus = float(args.pop("gpus_per_replica", 0))
     cpus = float(args.pop("cpus_per_replica", 1))
     ceiling = int(args.pop("max_replicas", 0)) or room_for(cpus, gpus)
-    unknown = sorted(set(args) - set(Settings.model_fields))
+    unknown = sorted(set(args) - set(ServiceSettings.model_fields))
     if unknown:
         raise ValueError(f"unknown argument(s) {', '.join(unknown)}; see build's docstring and the settings table")
-    settings = Settings.read(**args)
+    settings = ServiceSettings.read(**args)
     environment = settings.environment() | {"TRIPLEX_THREADS": str(settings.threads or max(1, int(cpus)))}
     if gpus and settings.provider == "auto":
         environment["TRIPLEX_PROVIDER"] = "cuda"

@@ -17,29 +17,30 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from triplex.model.decode import Spans
-from triplex.model.tokenize import Encoded
 
 LOOKAHEAD = 4  # batches' worth of requests searched for windows of similar length
 
 
 @dataclass
 class Request:
-    """One request's windows (all its texts'), and their spans as batches finish them."""
+    """One request's windows (all its texts'): token ids and character starts (-1: special token) per
+    window, and their spans as batches finish them."""
 
     key: tuple
-    windows: list[Encoded]
+    ids: list[np.ndarray]
+    starts: list[np.ndarray]
     deadline: float  # time.monotonic(), which every process on the host shares
     pending: list[int] = field(default_factory=list)  # windows not yet in a batch, in order
     spans: list[Spans | None] = field(default_factory=list)
     enqueued: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
-        self.pending = list(range(len(self.windows)))
-        self.spans = [None] * len(self.windows)
-        self.remaining = len(self.windows)  # windows without spans yet
+        self.pending = list(range(len(self.ids)))
+        self.spans = [None] * len(self.ids)
+        self.remaining = len(self.ids)  # windows without spans yet
 
     def length(self, index: int) -> int:
-        return len(self.windows[index].ids)
+        return len(self.ids[index])
 
 
 class Scheduler:
@@ -54,9 +55,9 @@ class Scheduler:
         return self.queued_windows + windows <= self.max_queue or not self.waiting
 
     def add(self, request: Request) -> None:
-        if request.windows:
+        if request.ids:
             self.waiting[request.key] = request
-            self.queued_windows += len(request.windows)
+            self.queued_windows += len(request.ids)
 
     def remove(self, key: tuple) -> Request | None:
         request = self.waiting.pop(key, None)

@@ -15,7 +15,7 @@ class SettingsError(ValueError):
     """A ``TRIPLEX_*`` variable (or the flag that set it) holds a value it cannot take."""
 
 
-class Settings(BaseSettings):
+class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRIPLEX_", extra="ignore")
 
     model_dir: Path = Field(Path("export"), description="export folder written by `triplex export`")
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         return Thresholds.parse(self.thresholds) if self.thresholds else None
 
     @classmethod
-    def read(cls, **values) -> Settings:
+    def read(cls, **values) -> ServiceSettings:
         """The settings, or a ``SettingsError`` naming each bad variable and what it accepts."""
         try:
             return cls(**values)

@@ -1,9 +1,8 @@
 """Messages between the front ends and the engine process: length-prefixed pickles on a Unix socket.
 
 Both ends are this package on one host, so pickle (protocol 5, numpy arrays as raw buffers) is safe
-and fast. Front end -> engine: ``("submit", id, ids, starts, lengths, deadline)``, ``("cancel", id)``.
-Engine -> front end: ``("hello", info)`` once, ``("done", id, rows, scores)`` with one spans row per
-triple (its window column indexing the request's windows), ``("error", id, status, code, message)``.
+and fast. Front end -> engine: ``Submit`` and ``Cancel``. Engine -> front end: ``Hello`` once on
+connecting, then ``Done`` or ``Failed`` for each request submitted.
 """
 
 from __future__ import annotations
@@ -11,16 +10,68 @@ from __future__ import annotations
 import pickle
 import socket
 import struct
+from dataclasses import dataclass
+
+import numpy as np
 
 HEADER = struct.Struct("!I")
 
 
-def frame(message: tuple) -> bytes:
+@dataclass(slots=True)
+class EngineInfo:
+    provider: str
+    precision: str
+    max_batch_size: int
+    thresholds: dict[str, float]  # the export's own, or TRIPLEX_THRESHOLDS
+
+
+@dataclass(slots=True)
+class Hello:
+    info: EngineInfo
+
+
+@dataclass(slots=True)
+class Submit:
+    """A request's windows, one after the other: token ids, character starts (-1: special token) and lengths."""
+
+    request_id: int
+    ids: np.ndarray
+    starts: np.ndarray
+    lengths: list[int]
+    deadline: float  # time.monotonic(), which every process on the host shares
+
+
+@dataclass(slots=True)
+class Cancel:
+    request_id: int
+
+
+@dataclass(slots=True)
+class Done:
+    """Spans rows (one per triple, the window column indexing the request's windows) and their scores."""
+
+    request_id: int
+    rows: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass(slots=True)
+class Failed:
+    request_id: int
+    status: int
+    code: str
+    message: str
+
+
+Message = Hello | Submit | Cancel | Done | Failed
+
+
+def frame(message: Message) -> bytes:
     body = pickle.dumps(message, protocol=5)
     return HEADER.pack(len(body)) + body
 
 
-def parse(body: bytes) -> tuple:
+def parse(body: bytes) -> Message:
     return pickle.loads(body)
 
 
@@ -35,6 +86,6 @@ def receive_exactly(connection: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def receive(connection: socket.socket) -> tuple:
+def receive(connection: socket.socket) -> Message:
     (size,) = HEADER.unpack(receive_exactly(connection, HEADER.size))
     return parse(receive_exactly(connection, size))

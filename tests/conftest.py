@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from triplex.model.export import export
-from triplex.training.data import Summary
-from triplex.training.demo import build_encoder
-from triplex.training.sample import RELATIONS, generate
+from triplex.training.data import ReadSummary
+from triplex.training.export import export
 from triplex.training.settings import TrainSettings
 from triplex.training.train import train
+
+from .sample import RELATIONS, generate
+from .tiny_encoder import build_encoder
 
 ROOT = Path(__file__).resolve().parents[1]  # the project
 SHARED = ROOT.parent / "shared"
@@ -50,6 +51,6 @@ def trained(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     """A tiny model that has learnt the sample sentences (checkpoint) and its fp32 export."""
     checkpoint, exported = tmp_path_factory.mktemp("checkpoint"), tmp_path_factory.mktemp("export")
     examples = generate(40, seed=7)
-    train(examples, examples, RELATIONS, str(tiny_encoder), checkpoint, OVERFIT, Summary(), log=lambda m: None)
+    train(examples, examples, RELATIONS, str(tiny_encoder), checkpoint, OVERFIT, ReadSummary(), log=lambda m: None)
     export(checkpoint, exported, "fp32", log=lambda m: None)
     return checkpoint, exported

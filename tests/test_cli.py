@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 from triplex import __version__ as triplex_version
-from triplex.training.cli import main
+from triplex.cli import main
+from triplex.training.data import write_jsonl, write_schema
 from triplex.training.evaluate import thresholds_of
-from triplex.training.sample import generate, write_jsonl, write_schema
 
 from .conftest import ROOT
+from .sample import RELATIONS, generate
 
 
-def triplex(*args: str, module: tuple[str, ...] = ("-m", "triplex.training.cli")) -> subprocess.CompletedProcess:
+def triplex(*args: str, module: tuple[str, ...] = ("-m", "triplex")) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, *module, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
@@ -30,7 +31,7 @@ def sample_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("data")
     write_jsonl(generate(48, seed=11), folder / "train.jsonl")
     write_jsonl(generate(16, seed=12), folder / "dev.jsonl")
-    write_schema(folder / "schema.jsonl")
+    write_schema(folder / "schema.jsonl", RELATIONS)
     return {"train": folder / "train.jsonl", "dev": folder / "dev.jsonl", "schema": folder / "schema.jsonl"}
 
 
@@ -143,7 +144,7 @@ def test_extract_prints_triples_with_offsets(cli_model: Path) -> None:
 def test_distributed_training_with_two_cpu_processes(
     sample_files: dict[str, Path], tiny_encoder: Path, tmp_path: Path
 ) -> None:
-    distributed = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "triplex.training.cli")
+    distributed = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "triplex")
     args = train_args(sample_files, tiny_encoder, tmp_path, "--epochs", "2", "--device", "cpu")
     result = triplex(*args, module=distributed)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -269,7 +270,7 @@ def test_every_bad_case_is_one_line_without_a_traceback(
 def test_serve_names_a_bad_setting(trained: tuple[Path, Path], variables: dict, fragment: str) -> None:
     env = {**os.environ, **variables}
     result = subprocess.run(
-        [sys.executable, "-m", "triplex.training.cli", "serve", "--model", str(trained[1])],
+        [sys.executable, "-m", "triplex", "serve", "--model", str(trained[1])],
         capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -285,7 +286,7 @@ def test_serve_refuses_a_broken_export_in_one_line(trained: tuple[Path, Path], t
         else:
             (folder / "encoder.onnx").write_bytes((folder / "encoder.onnx").read_bytes()[:1000])
         result = subprocess.run(
-            [sys.executable, "-m", "triplex.training.cli", "serve", "--model", str(folder), "--port", "0"],
+            [sys.executable, "-m", "triplex", "serve", "--model", str(folder), "--port", "0"],
             capture_output=True, text=True, timeout=120, env={**os.environ, "TRIPLEX_PROVIDER": "cpu"},
         )  # fmt: skip
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
@@ -301,7 +302,7 @@ def test_version_and_help_defaults() -> None:
 def test_extract_keeps_each_record_and_streams(cli_model: Path) -> None:
     records = [{"id": "a-1", "text": "Alice Moreau was born in Osaka.", "meta": {"source": "mail"}}, "Mei Tanaka."]
     lines = "\n".join(json.dumps(record) for record in records) + "\n"
-    command = [sys.executable, "-m", "triplex.training.cli", "extract", "--model", str(cli_model), "--input", "-"]
+    command = [sys.executable, "-m", "triplex", "extract", "--model", str(cli_model), "--input", "-"]
     result = subprocess.run(command + ["--output", "-"], input=lines, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     first, second = (json.loads(line) for line in result.stdout.splitlines())
@@ -327,7 +328,8 @@ def test_quiet_prints_only_the_result(cli_model: Path) -> None:
 
 
 def test_progress_off_a_terminal_is_a_plain_line_now_and_then(capsys, monkeypatch) -> None:
-    from triplex.model import progress as progress_module
+    from triplex.cli import progress as progress_module
+    from triplex.cli.common import Console
 
     monkeypatch.setattr(progress_module, "PLAIN_EVERY_S", 0.0)
     bar = progress_module.progress(4, "extract", "text")  # pytest's stderr is no terminal
@@ -335,5 +337,4 @@ def test_progress_off_a_terminal_is_a_plain_line_now_and_then(capsys, monkeypatc
     bar.update(2)
     line = capsys.readouterr().err
     assert line.startswith("extract: 2/4 texts (50%), ") and line.endswith("/s\n") and "\r" not in line
-    monkeypatch.setitem(progress_module.settings, "quiet", True)
-    assert progress_module.progress(4, "extract", "text").disable
+    assert Console(quiet=True).bar(4, "extract", "text").disable

@@ -9,31 +9,26 @@ import numpy as np
 import pytest
 import torch
 
-from triplex.model.engine import Engine, ExportError
-from triplex.model.export import export
-from triplex.model.network import load_extractor, save_extractor, torch_runners
-from triplex.model.pipeline import Extractor, ownerships, pipelined
+from triplex.model.extractor import Extractor, InFlight, open_export, ownerships
+from triplex.model.runtime import ExportError
 from triplex.model.schema import Entity, ExtractorConfig, Thresholds, Triple
 from triplex.model.tokenize import Encoded, encode_windows, load_tokenizer
-from triplex.training.data import Example, Summary
+from triplex.training.data import Example, ReadSummary
 from triplex.training.evaluate import choose_thresholds, score, thresholds_of
-from triplex.training.sample import RELATIONS, generate
+from triplex.training.export import export
+from triplex.training.network import load_extractor, save_extractor, torch_extractor
 from triplex.training.train import train
 
 from .conftest import OVERFIT
-
-
-def torch_extractor(checkpoint: Path) -> Extractor:
-    model, config = load_extractor(checkpoint)
-    return Extractor(load_tokenizer(checkpoint), config, *torch_runners(model))
+from .sample import RELATIONS, generate
 
 
 def test_onnx_gives_the_same_triples_as_pytorch(trained: tuple[Path, Path]) -> None:
     checkpoint, exported = trained
     texts = [example.text for example in generate(60, seed=99)]  # unseen sentences, mixed lengths
-    expected = torch_extractor(checkpoint).extract(texts)
-    engine = Engine(exported, provider="cpu", batch_size=7)  # odd batches: ragged padding
-    got = engine.extract(texts)
+    expected = torch_extractor(checkpoint).extract_all(texts)
+    extractor = open_export(exported, provider="cpu", batch_size=7)  # odd batches: ragged padding
+    got = extractor.extract_all(texts)
     assert [[t.key() for t in e.triples] for e in expected] == [[t.key() for t in g.triples] for g in got]
     spans = [[(t.subject.start, t.object.start) for t in e.triples] for e in expected]
     assert spans == [[(t.subject.start, t.object.start) for t in g.triples] for g in got]
@@ -52,7 +47,7 @@ def test_int8_export_runs_and_stays_accurate(trained: tuple[Path, Path], tmp_pat
     check = json.loads((tmp_path / "extractor.json").read_text())["export"]["triples_check"]
     assert check == info.triples_check and check["sentences"] == 40
     assert check["shared_triples"] >= 0.9 * check["pytorch_triples"] > 0
-    found = Engine(tmp_path, provider="cpu").extract([e.text for e in examples])
+    found = open_export(tmp_path, provider="cpu").extract_all([e.text for e in examples])
     assert score([e.triples for e in examples], [f.triples for f in found])["f1"] > 0.9
 
 
@@ -93,12 +88,12 @@ def test_long_text_finds_triples_across_windows_once(tiny_encoder: Path, tmp_pat
     # engine will cut; what is tested is the cutting, the offsets and the merging.
     examples = window_examples(text, gold, windows)
     settings = dataclasses.replace(OVERFIT, max_length=max_length, epochs=150)
-    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path / "model", settings, Summary(), lambda m: None)
+    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path / "model", settings, ReadSummary(), lambda m: None)
     export(tmp_path / "model", tmp_path / "export", "fp32", log=lambda m: None)
     config = ExtractorConfig.load(tmp_path / "export")
     dataclasses.replace(config, window_stride=stride).save(tmp_path / "export")
 
-    found = Engine(tmp_path / "export", provider="cpu").extract([text])[0]
+    found = open_export(tmp_path / "export", provider="cpu").extract_all([text])[0]
     assert found.windows == len(windows) > 20
     near_boundaries = [t for t in gold if sum(1 for e in examples for g in e.triples if g.key() == t.key()) > 1]
     assert near_boundaries, "some triples must fall in the overlap of two windows"
@@ -130,7 +125,7 @@ def test_windows_split_the_text_between_them() -> None:
     ["", "   \n\t ", "\u2603\u2604\U0001f600\U0001f680", "e\u0301e\u0301 n\u0303", "a\x00b\x07c\x1b[0m", "\ufffd" * 50],
 )
 def test_odd_texts_give_results_not_errors(trained: tuple[Path, Path], text: str) -> None:
-    found = Engine(trained[1], provider="cpu").extract([text, "Mei Tanaka was born in Osaka."])
+    found = open_export(trained[1], provider="cpu").extract_all([text, "Mei Tanaka was born in Osaka."])
     assert len(found) == 2
     for triple in found[0].triples:
         assert text[triple.subject.start : triple.subject.end] == triple.subject.text
@@ -138,14 +133,14 @@ def test_odd_texts_give_results_not_errors(trained: tuple[Path, Path], text: str
 
 def test_missing_or_corrupt_export_folder(trained: tuple[Path, Path], tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="not an export folder"):
-        Engine(tmp_path / "nothing")
+        open_export(tmp_path / "nothing")
     broken = tmp_path / "broken"
     shutil.copytree(trained[1], broken)
     (broken / "encoder.onnx").write_bytes(b"not a model")
     with pytest.raises(ExportError, match="cannot load the export"):
-        Engine(broken)
+        open_export(broken)
     with pytest.raises(ExportError, match="unknown provider"):
-        Engine(trained[1], provider="quantum")
+        open_export(trained[1], provider="quantum")
 
 
 def test_parity_check_refuses_nan_probabilities(trained: tuple[Path, Path], tmp_path: Path) -> None:
@@ -168,21 +163,31 @@ def test_overlapping_stages_keep_the_order_and_prepare_ahead() -> None:
     def run(prepared: int) -> int:
         return prepared + 1
 
-    def finish(item: int, result: int) -> None:
-        events.append(f"finish {item}")
-        assert result == item * 10 + 1
+    def through(in_flight: InFlight, items: list[int | None]) -> None:
+        """Each item prepared and added; None: the source has nothing for now, so what is in flight is finished."""
+        for item in items:
+            finished = in_flight.drain() if item is None else in_flight.add(item, prepare(item))
+            for done, result in finished:
+                events.append(f"finish {done}")
+                assert result == done * 10 + 1
+        for done, _ in in_flight.drain():
+            events.append(f"finish {done}")
 
-    pipelined(range(3), prepare, run, finish, overlap=True)
+    with InFlight(run, overlap=True) as in_flight:
+        through(in_flight, [0, 1, 2])
     # batch k+1 is prepared (and queued for the accelerator) before batch k is finished
     assert events == ["prepare 0", "prepare 1", "finish 0", "prepare 2", "finish 1", "finish 2"]
     events.clear()
-    pipelined(range(3), prepare, run, finish, overlap=False)
+    with InFlight(run, overlap=False) as in_flight:
+        through(in_flight, [0, 1, 2])
     assert events == ["prepare 0", "finish 0", "prepare 1", "finish 1", "prepare 2", "finish 2"]
-    events.clear()  # None: the source has nothing for now, so what is in flight is finished first
-    pipelined([0, 1, None, 2], prepare, run, finish, overlap=True)
+    events.clear()
+    with InFlight(run, overlap=True) as in_flight:
+        through(in_flight, [0, 1, None, 2])
     assert events == ["prepare 0", "prepare 1", "finish 0", "finish 1", "prepare 2", "finish 2"]
     events.clear()  # two streams: two items run while a third is prepared, and they finish in order
-    pipelined(range(4), prepare, run, finish, overlap=False, streams=2)
+    with InFlight(run, overlap=False, streams=2) as in_flight:
+        through(in_flight, [0, 1, 2, 3])
     assert events == [
         "prepare 0",
         "prepare 1",
@@ -195,28 +200,30 @@ def test_overlapping_stages_keep_the_order_and_prepare_ahead() -> None:
     ]
 
 
-def test_the_overlapping_engine_gives_the_same_triples(trained: tuple[Path, Path]) -> None:
-    engine = Engine(trained[1], provider="cpu", batch_size=5)
+def test_the_overlapping_extractor_gives_the_same_triples(trained: tuple[Path, Path]) -> None:
+    extractor = open_export(trained[1], provider="cpu", batch_size=5)
     texts = [example.text for example in generate(40, seed=31)]
-    sequential = engine.extract(texts)
-    engine.extractor.overlap = True  # as on a GPU
-    assert engine.extract(texts) == sequential and any(found.triples for found in sequential)
-    streams = Engine(trained[1], provider="cpu", batch_size=5, threads=2, streams=2)  # two batches at once
-    assert streams.extractor.streams == 2 and streams.encoder.get_session_options().intra_op_num_threads == 1
-    assert streams.extract(texts) == sequential
+    sequential = extractor.extract_all(texts)
+    overlapped = Extractor(extractor.tokenizer, extractor.config, extractor.runtime, batch_size=5, overlap=True)
+    assert overlapped.extract_all(texts) == sequential and any(found.triples for found in sequential)
+    streams = open_export(trained[1], provider="cpu", batch_size=5, threads=2, streams=2)  # two batches at once
+    assert streams.streams == 2 and streams.runtime.encoder.get_session_options().intra_op_num_threads == 1
+    assert streams.extract_all(texts) == sequential
 
 
 def test_subjects_thresholds_are_chosen_apart_on_enough_triples(trained: tuple[Path, Path]) -> None:
     extractor = torch_extractor(trained[0])
+    own = extractor.thresholds
     examples = generate(30, seed=41)
     texts, gold = [example.text for example in examples], [example.triples for example in examples]
     chosen, tried = choose_thresholds(extractor, texts, gold, apart_min_triples=0)
     assert any("subject_start" in row and row["subject_start"] != row["start"] for row in tried)
     best = max(row["f1"] for row in tried)
     assert next(row for row in tried if Thresholds(**thresholds_of(row)) == chosen)["f1"] == best
-    assert extractor.config.thresholds == chosen and 0 < chosen.subjects[0] < 1
+    assert 0 < chosen.subjects[0] < 1
+    assert extractor.thresholds == own == extractor.config.thresholds  # the search changes nobody's thresholds
     for row in tried[:: max(1, len(tried) // 4)]:  # the graphs' kept outputs give the figures of a fresh run
-        extractor.config.thresholds = Thresholds(**thresholds_of(row))
-        assert score(gold, [found.triples for found in extractor.extract(texts)])["f1"] == row["f1"]
+        at_row = extractor.with_thresholds(Thresholds(**thresholds_of(row)))
+        assert score(gold, [found.triples for found in at_row.extract_all(texts)])["f1"] == row["f1"]
     _, few = choose_thresholds(extractor, texts, gold, apart_min_triples=10_000)  # too few triples: one pair
     assert not any("subject_start" in row for row in few)

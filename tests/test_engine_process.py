@@ -15,30 +15,31 @@ import httpx
 import numpy as np
 import pytest
 
-from triplex.model.engine import Engine
-from triplex.model.tokenize import Encoded, load_tokenizer
+from triplex.model.extractor import open_export
+from triplex.model.tokenize import load_tokenizer
 from triplex.service.app import create_app
 from triplex.service.engine_process import EngineServer, Failure
 from triplex.service.metrics import Metrics
 from triplex.service.scheduler import Request, Scheduler
-from triplex.training.sample import generate
 
+from .sample import generate
 from .test_service import TEXTS, settings, with_client
 
 POISON = "zzpoison"
 
 
-def window(length: int) -> Encoded:
-    ids = np.ones(length, dtype=np.int64)
-    return Encoded("", ids, ids, ids)
+def windows(*lengths: int) -> dict[str, list[np.ndarray]]:
+    """A request's windows of these lengths, as the engine process receives them."""
+    ids = [np.ones(length, dtype=np.int64) for length in lengths]
+    return {"ids": ids, "starts": ids}
 
 
 def test_scheduler_leads_with_the_least_recently_served_and_caps_each_request() -> None:
     scheduler = Scheduler(max_batch_size=4, max_batch_tokens=10_000, max_queue=1000)
-    big = Request(("a", 1), [window(100)] * 20, deadline=1e12)
+    big = Request(("a", 1), **windows(*[100] * 20), deadline=1e12)
     scheduler.add(big)
     assert [index for _, index in scheduler.next_batch()] == [0, 1, 2, 3]  # alone: whole batches
-    small = [Request(("b", n), [window(10 + n)], deadline=1e12) for n in range(3)]
+    small = [Request(("b", n), **windows(10 + n), deadline=1e12) for n in range(3)]
     for request in small:
         scheduler.add(request)
     batch = scheduler.next_batch()
@@ -50,13 +51,13 @@ def test_scheduler_leads_with_the_least_recently_served_and_caps_each_request() 
 
 def test_scheduler_groups_similar_lengths_within_the_token_budget() -> None:
     scheduler = Scheduler(max_batch_size=2, max_batch_tokens=60, max_queue=1000)
-    requests = [Request(("c", n), [window(length)], deadline=1e12) for n, length in enumerate((5, 25, 6, 24, 12))]
+    requests = [Request(("c", n), **windows(length), deadline=1e12) for n, length in enumerate((5, 25, 6, 24, 12))]
     for request in requests:
         scheduler.add(request)
     batches = [[request.key[1] for request, _ in scheduler.next_batch()] for _ in range(3)]
     assert batches == [[0, 2], [1, 3], [4]]  # the oldest leads, joined by the nearest in length
-    scheduler.add(Request(("c", 9), [window(50)], deadline=1e12))
-    scheduler.add(Request(("c", 10), [window(20)], deadline=1e12))
+    scheduler.add(Request(("c", 9), **windows(50), deadline=1e12))
+    scheduler.add(Request(("c", 10), **windows(20), deadline=1e12))
     assert len(scheduler.next_batch()) == 1  # 2 x 50 tokens would pass the budget of 60
 
 
@@ -71,17 +72,19 @@ def poisoned_export(export: Path, folder: Path) -> Path:
 
 
 def test_a_failing_batch_is_retried_so_only_the_poisoned_request_fails(trained, tmp_path: Path) -> None:
-    engine = Engine(poisoned_export(trained[1], tmp_path / "export"), provider="cpu", threads=1)
-    server = EngineServer(engine, settings(trained[1]), 8, Metrics())
+    extractor = open_export(poisoned_export(trained[1], tmp_path / "export"), provider="cpu", threads=1)
+    server = EngineServer(extractor, settings(trained[1]), 8, Metrics())
     # three texts the model finds triples in (which ones depends on the machine's arithmetic), one poisoned
-    found = [text for text, result in zip(TEXTS, engine.extract(TEXTS)) if result.triples][:3]
+    found = [text for text, result in zip(TEXTS, extractor.extract_all(TEXTS)) if result.triples][:3]
     assert len(found) == 3
     texts = [found[0], f"{TEXTS[1]} {POISON}", found[1], found[2]]
-    windows = engine.extractor.windows(texts)
-    requests = [Request(("p", n), text_windows, deadline=1e12) for n, text_windows in enumerate(windows)]
+    requests = [
+        Request(("p", n), [w.ids for w in text_windows], [w.starts for w in text_windows], deadline=1e12)
+        for n, text_windows in enumerate(extractor.windows(texts))
+    ]
     outcomes = server.run(server.prepare([(request, 0) for request in requests]))
     assert isinstance(outcomes[1], Failure) and outcomes[1].status == 500 and outcomes[1].code == "engine_error"
-    expected = engine.extract([texts[0], texts[2], texts[3]])
+    expected = extractor.extract_all([texts[0], texts[2], texts[3]])
     assert [len(outcomes[n]) for n in (0, 2, 3)] == [len(e.triples) for e in expected]
     assert all(len(e.triples) for e in expected)
 
@@ -188,7 +191,7 @@ def test_readiness_turns_503_when_the_engine_connection_is_not_running(trained) 
 
 @pytest.mark.parametrize("texts", [[""], ["   "], [TEXTS[0]] * 3])
 def test_answers_do_not_depend_on_the_company_in_the_batch(trained, texts: list[str]) -> None:
-    engine = Engine(trained[1], provider="cpu", threads=1)
-    alone = [engine.extract([text])[0] for text in texts]
-    together = engine.extract(texts)
+    extractor = open_export(trained[1], provider="cpu", threads=1)
+    alone = [extractor.extract_all([text])[0] for text in texts]
+    together = extractor.extract_all(texts)
     assert [a.triples for a in alone] == [t.triples for t in together]

@@ -8,20 +8,20 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from triplex.training.cli import load_model
-from triplex.training.data import Summary, read_dataset, read_schema
-from triplex.training.demo import build_encoder
+from triplex.cli.common import load_model
+from triplex.training.data import ReadSummary, read_dataset, read_schema
 from triplex.training.evaluate import score
-from triplex.training.sample import RELATIONS, generate
 from triplex.training.settings import TrainSettings
 from triplex.training.train import train
 
 from .conftest import OVERFIT, shared_path
+from .sample import RELATIONS, generate
+from .tiny_encoder import build_encoder
 
 
 def fit_and_predict(examples, relations, encoder: Path, output: Path, settings: TrainSettings = OVERFIT):
-    best = train(examples, examples, relations, str(encoder), output, settings, Summary(), log=lambda message: None)
-    return best, [found.triples for found in load_model(str(output), "cpu").extract([e.text for e in examples])]
+    best = train(examples, examples, relations, str(encoder), output, settings, ReadSummary(), log=lambda message: None)
+    return best, [found.triples for found in load_model(str(output), "cpu").extract_all([e.text for e in examples])]
 
 
 def assert_offsets_slice_text(examples, predicted) -> None:
@@ -55,7 +55,7 @@ def test_bf16_training_still_overfits(tiny_encoder: Path, tmp_path: Path) -> Non
 def test_word_embeddings_are_kept_only_when_frozen(tiny_encoder: Path, tmp_path: Path, freeze: bool) -> None:
     examples = generate(16, seed=5)
     settings = dataclasses.replace(OVERFIT, epochs=2, freeze_embeddings=freeze)
-    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, settings, Summary(), log=lambda m: None)
+    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, settings, ReadSummary(), log=lambda m: None)
     before, after = load_file(tiny_encoder / "model.safetensors"), load_file(tmp_path / "model.safetensors")
     words, positions = "embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight"
     assert torch.equal(after[f"encoder.{words}"], before[words]) == freeze
@@ -75,10 +75,10 @@ def test_overfits_real_webnlg_sentences(tmp_path: Path) -> None:
 def test_resume_continues_from_saved_state(tiny_encoder: Path, tmp_path: Path) -> None:
     examples = generate(16, seed=3)
     settings = TrainSettings(epochs=2, batch_size=8, ema_decay=0.9, mask_rate=0.1)  # masks drawn per epoch
-    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, settings, Summary(), log=lambda m: None)
+    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, settings, ReadSummary(), log=lambda m: None)
     messages: list[str] = []
     resumed = TrainSettings(epochs=3, batch_size=8, ema_decay=0.9, mask_rate=0.1, resume=True)
-    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, resumed, Summary(), log=messages.append)
+    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, resumed, ReadSummary(), log=messages.append)
     assert any("resumed" in message and "epoch 3" in message for message in messages)
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
@@ -88,7 +88,14 @@ def test_resume_continues_from_saved_state(tiny_encoder: Path, tmp_path: Path) -
 def test_empty_text_gives_no_triples(tiny_encoder: Path, tmp_path: Path, text: str) -> None:
     examples = generate(8, seed=1)
     train(
-        examples, examples, RELATIONS, str(tiny_encoder), tmp_path, TrainSettings(epochs=1), Summary(), lambda m: None
+        examples,
+        examples,
+        RELATIONS,
+        str(tiny_encoder),
+        tmp_path,
+        TrainSettings(epochs=1),
+        ReadSummary(),
+        lambda m: None,
     )
-    found = load_model(str(tmp_path), "cpu").extract([text])
+    found = load_model(str(tmp_path), "cpu").extract_all([text])
     assert found[0].triples == [] and found[0].windows == 1

@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from triplex.service.settings import Settings
+from triplex.service.settings import ServiceSettings
 
 from .conftest import ROOT
 
@@ -67,7 +67,7 @@ def test_rayjob_runs_the_bulk_command() -> None:
     (job,) = documents("rayjob.yaml")
     entrypoint = job["spec"]["entrypoint"].split()
     assert entrypoint[:4] == ["triplex", "extract", "--ray", "--address"] and "--output" in entrypoint
-    from triplex.training.cli import build_parser
+    from triplex.cli import build_parser
 
     args = build_parser().parse_args([part.strip("'") for part in entrypoint[1:]])
     assert args.ray and args.address == "auto" and args.model == "/models/export"
@@ -86,5 +86,5 @@ def test_rayservice_config_is_what_serve_writes(tmp_path: Path, trained: tuple[P
     assert config == expected
     args = config["applications"][0]["args"]
     assert set(args) - {"replicas", "max_replicas", "gpus_per_replica", "cpus_per_replica"} <= set(
-        Settings.model_fields
+        ServiceSettings.model_fields
     )

@@ -1,7 +1,7 @@
 import torch
 from transformers import BertConfig
 
-from triplex.model.network import ConditionalLayerNorm, PointerExtractor, load_encoder
+from triplex.training.network import ConditionalLayerNorm, PointerExtractor, load_encoder
 
 
 def tiny_model(num_relations: int = 3) -> PointerExtractor:

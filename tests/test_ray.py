@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from triplex import load as triplex_load
-from triplex.training.sample import generate
 
 from .conftest import ROOT
+from .sample import generate
 from .test_cli import assert_one_line_error, triplex
 from .test_service import free_port, stop
 
@@ -133,7 +133,7 @@ def test_ray_job_writes_what_one_process_writes(trained: tuple[Path, Path], clus
 def test_a_killed_actor_loses_and_repeats_nothing(trained: tuple[Path, Path], cluster: str, tmp_path: Path) -> None:
     good = write_inputs(tmp_path / "in", 2000)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "triplex.training.cli", "extract", "--model", str(trained[1])]
+    command = [sys.executable, "-m", "triplex", "extract", "--model", str(trained[1])]
     command += ["--input", f"{tmp_path}/in/*", "--output", f"{tmp_path}/out/", "--max-chars", "2000"]
     command += ["--ray", "--address", cluster, "--actors", "1", "--batch-size", "4"]
     job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -172,7 +172,7 @@ def test_bad_jobs_fail_in_one_line(trained: tuple[Path, Path], tmp_path: Path) -
         fake.mkdir(parents=True)
         (fake / "__init__.py").write_text(f'raise ImportError("No module named {package}")\n')
         env = {**os.environ, "PYTHONPATH": f"{fake.parent}{os.pathsep}{ROOT}"}
-        command = [sys.executable, "-m", "triplex.training.cli", "extract", "--model", export, "--input", str(folder)]
+        command = [sys.executable, "-m", "triplex", "extract", "--model", export, "--input", str(folder)]
         without = subprocess.run(
             [*command, "--output", f"{tmp_path}/o/", *flags], capture_output=True, text=True, env=env, timeout=120
         )

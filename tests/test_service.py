@@ -18,17 +18,17 @@ import httpx
 import pytest
 
 from triplex.service.app import create_app
-from triplex.service.settings import Settings
+from triplex.service.settings import ServiceSettings
 from triplex.training.evaluate import thresholds_of
-from triplex.training.sample import generate
 
 from .conftest import ROOT
+from .sample import generate
 
 TEXTS = [example.text for example in generate(24, seed=5)]
 
 
-def settings(export: Path, **overrides) -> Settings:
-    return Settings(model_dir=export, provider="cpu", threads=1, engine_socket=None, **overrides)
+def settings(export: Path, **overrides) -> ServiceSettings:
+    return ServiceSettings(model_dir=export, provider="cpu", threads=1, engine_socket=None, **overrides)
 
 
 async def with_client(app, work):
@@ -288,7 +288,7 @@ def test_two_workers_batch_together_and_match_the_cli(two_workers, trained: tupl
         [
             sys.executable,
             "-m",
-            "triplex.training.cli",
+            "triplex",
             "extract",
             "--model",
             str(trained[1]),

@@ -8,13 +8,14 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from triplex.model.network import OBJECT_POWER, SUBJECT_POWER
 from triplex.model.schema import Entity, Triple
 from triplex.model.tokenize import encode_windows
-from triplex.training.data import Example, Summary
-from triplex.training.sample import RELATIONS, generate
+from triplex.training.data import Example, ReadSummary
+from triplex.training.network import OBJECT_POWER, SUBJECT_POWER
 from triplex.training.settings import auto_epochs
 from triplex.training.targets import Feature, collate, make_features, mask_tokens, pointer_bce, pointer_loss
+
+from .sample import RELATIONS, generate
 
 
 def long_example() -> Example:
@@ -36,7 +37,7 @@ def test_long_sentence_trains_on_windows_with_exactly_their_triples(tiny_encoder
     example = long_example()
     windows = encode_windows(tokenizer, [example.text], 48, 12)[0]
     labels = [relation.label for relation in RELATIONS]
-    summary = Summary()
+    summary = ReadSummary()
     features = make_features([example], [windows], labels, summary)
     assert len(windows) > 5 and len(features) == len(windows) and summary.counts["windows"] == len(windows)
     placed = set()

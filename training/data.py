@@ -7,7 +7,7 @@ export and the project's own JSONL (see README, "Data formats").
 Entities given as strings are looked up in the text. An entity found several times is labelled at
 every occurrence (the model cannot tell identical strings apart any better than the annotator did);
 one found only with other letter case is taken as found; one not found at all drops its triple.
-All of this is counted in ``Summary``.
+All of this is counted in ``ReadSummary``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Example:
 
 
 @dataclass
-class Summary:
+class ReadSummary:
     counts: Counter = field(default_factory=Counter)
 
     def line(self) -> str:
@@ -76,7 +76,7 @@ def is_word_char(char: str) -> bool:
     return char.isalnum() and ord(char) < 0x2E80
 
 
-def occurrences(text: str, name: str, summary: Summary) -> list[tuple[int, int]]:
+def occurrences(text: str, name: str, summary: ReadSummary) -> list[tuple[int, int]]:
     """Where ``name`` stands in ``text`` as a whole word, case-sensitive first."""
     for flags in (0, re.IGNORECASE):
         spans = []
@@ -92,7 +92,7 @@ def occurrences(text: str, name: str, summary: Summary) -> list[tuple[int, int]]
     return []
 
 
-def locate(text: str, value: str | Entity, entity_type: str, summary: Summary) -> list[Entity]:
+def locate(text: str, value: str | Entity, entity_type: str, summary: ReadSummary) -> list[Entity]:
     if isinstance(value, Entity):
         return [Entity(value.text, value.start, value.end, value.type or entity_type)]
     name = value.strip()
@@ -101,7 +101,7 @@ def locate(text: str, value: str | Entity, entity_type: str, summary: Summary) -
     return [Entity(text[start:end], start, end, entity_type) for start, end in spans]
 
 
-def build_example(text: str, raw_triples: list[RawTriple], summary: Summary) -> Example:
+def build_example(text: str, raw_triples: list[RawTriple], summary: ReadSummary) -> Example:
     summary.counts["sentences"] += 1
     triples: dict[tuple, Triple] = {}
     for raw in raw_triples:
@@ -354,7 +354,9 @@ PARSERS = {
 }
 
 
-def read_dataset(path: str | Path, format: str | None = None) -> tuple[list[Example], list[RawTriple], str, Summary]:
+def read_dataset(
+    path: str | Path, format: str | None = None
+) -> tuple[list[Example], list[RawTriple], str, ReadSummary]:
     """Read a dataset file: examples, the raw triples (for deriving a schema), the format and a summary."""
     path = Path(path)
     if not path.is_file():
@@ -365,7 +367,7 @@ def read_dataset(path: str | Path, format: str | None = None) -> tuple[list[Exam
     if not records:
         raise DataError(f"{path}: the file holds no sentences")
     format = format or detect_format(records)
-    summary, examples, raw_all = Summary(), [], []
+    summary, examples, raw_all = ReadSummary(), [], []
     for location, item in records:
         try:
             text, raw_triples = PARSERS[format](item, location)
@@ -473,3 +475,33 @@ def fingerprint(role: str, path: str | Path | None) -> dict | None:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return {"role": role, "path": str(path), "sha256": digest.hexdigest()}
+
+
+# ---------------------------------------------------------------- writing the project's own format
+
+
+def write_jsonl(examples: list[Example], path: Path) -> None:
+    """Write examples in the project's own JSONL format."""
+
+    def entity(value: Entity) -> dict:
+        return {"text": value.text, "start": value.start, "end": value.end, "type": value.type}
+
+    with open(path, "w", encoding="utf-8") as handle:
+        for example in examples:
+            triples = [
+                {"subject": entity(t.subject), "predicate": t.predicate, "object": entity(t.object)}
+                for t in example.triples
+            ]
+            handle.write(json.dumps({"text": example.text, "triples": triples}, ensure_ascii=False) + "\n")
+
+
+def write_schema(path: Path, relations: list[Relation]) -> None:
+    """Write relations as the project's schema lines (``schema.jsonl``)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for relation in relations:
+            row = {
+                "predicate": relation.predicate,
+                "subject_type": relation.subject_type,
+                "object_type": relation.object_type,
+            }
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

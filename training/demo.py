@@ -4,7 +4,7 @@
 
 Writes demo/data (train/dev/held-out JSONL and schema), demo/checkpoint, demo/export (fp32 ONNX) and
 demo/held_out_metrics.json: the F1 on sentences in forms and with names it never saw (see
-``training/demo_data.py`` for what it knows). ``build_encoder`` makes the tiny blank BERTs of the tests.
+``training/demo_data.py`` for what it knows).
 """
 
 from __future__ import annotations
@@ -14,71 +14,12 @@ import dataclasses
 import json
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
-import torch
-from tokenizers import BertWordPieceTokenizer
-from tokenizers.normalizers import BertNormalizer
-from tokenizers.pre_tokenizers import BertPreTokenizer
-from tokenizers.processors import BertProcessing
-from transformers import BertConfig, BertModel
-
-import triplex
-from triplex.training.data import Summary, fingerprint
+from triplex.model.extractor import open_export
+from triplex.training.data import ReadSummary, fingerprint, write_jsonl, write_schema
 from triplex.training.demo_data import RELATIONS, demo_sentences
-from triplex.training.sample import write_jsonl, write_schema
 from triplex.training.settings import TrainSettings
-
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
-def word_piece_vocabulary(texts: list[str], size: int) -> dict[str, int]:
-    """Every character (alone and as a ``##`` continuation), then the most frequent words: the same
-    vocabulary every run (the tokenizers library's trainer breaks ties differently in each process)."""
-    normalizer, pre_tokenizer = BertNormalizer(lowercase=True), BertPreTokenizer()
-    words = Counter(
-        word for text in texts for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
-    )
-    characters = sorted({character for word in words for character in word})
-    tokens = SPECIAL_TOKENS + characters + [f"##{character}" for character in characters]
-    frequent = [word for word, _ in sorted(words.items(), key=lambda item: (-item[1], item[0])) if len(word) > 1]
-    tokens += frequent[: max(0, size - len(tokens))]
-    return {token: index for index, token in enumerate(dict.fromkeys(tokens))}
-
-
-def build_encoder(
-    folder: Path,
-    texts: list[str],
-    hidden: int = 64,
-    layers: int = 2,
-    heads: int = 2,
-    vocab_size: int = 1500,
-    max_positions: int = 128,
-    seed: int = 0,
-) -> Path:
-    """A randomly initialised BERT with a WordPiece vocabulary learnt from ``texts``: a Hugging Face
-    folder that ``--encoder`` accepts like any other."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = BertWordPieceTokenizer(word_piece_vocabulary(texts, vocab_size), lowercase=True)
-    tokenizer.post_processor = BertProcessing(
-        ("[SEP]", tokenizer.token_to_id("[SEP]")), ("[CLS]", tokenizer.token_to_id("[CLS]"))
-    )
-    tokenizer.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
-    )
-    config = BertConfig(
-        vocab_size=tokenizer.get_vocab_size(),
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        intermediate_size=hidden * 4,
-        max_position_embeddings=max_positions,
-    )
-    torch.manual_seed(seed)
-    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
-    return folder
 
 
 def pretrained_minilm() -> Path:
@@ -98,8 +39,8 @@ DEMO_SETTINGS = TrainSettings(
 def build_demo(output: Path, sentences: int = 2000, settings: TrainSettings = DEMO_SETTINGS, log=print) -> dict:
     """Fine-tune MiniLM on generated sentences (a quarter of them negative), export it, and measure it on
     held-out sentences: forms and names it never saw."""
-    from triplex.model.export import export
     from triplex.training.evaluate import score
+    from triplex.training.export import export
     from triplex.training.train import train
 
     started = time.perf_counter()
@@ -115,11 +56,11 @@ def build_demo(output: Path, sentences: int = 2000, settings: TrainSettings = DE
     log(f"2/4 fine-tuning MiniLM-L6 for {settings.epochs} epochs")
     files = [fingerprint(role, data / f"{role}.jsonl") for role in ("train", "dev")]
     encoder = str(pretrained_minilm())
-    train(train_examples, dev_examples, RELATIONS, encoder, output / "checkpoint", settings, Summary(), log, files)
+    train(train_examples, dev_examples, RELATIONS, encoder, output / "checkpoint", settings, ReadSummary(), log, files)
     log("3/4 exporting to ONNX")
     export(output / "checkpoint", output / "export", "fp32", log=lambda message: None)
     log("4/4 checking on held-out sentences")
-    found = triplex.load(output / "export", provider="cpu").extract([e.text for e in held_out])
+    found = open_export(output / "export", provider="cpu").extract([e.text for e in held_out])
     metrics = score([e.triples for e in held_out], found)
     figures = {key: round(metrics[key], 4) for key in ("precision", "recall", "f1")} | {
         "held_out_sentences": len(held_out),

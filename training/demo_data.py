@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import random
 
-from triplex.model.schema import Relation
+from triplex.model.schema import Entity, Relation, Triple
 from triplex.training.data import Example
-from triplex.training.sample import labelled
 
 RELATIONS = [
     Relation("born_in", "person", "city"),
@@ -154,6 +153,40 @@ HELD_OUT_FORMS = [
 
 
 PAIRED = {"q": "p", "c2": "c", "n2": "n", "o2": "o", "zq": "zp"}  # a second name of the same kind
+
+
+def fill(template: str, values: dict[str, str]) -> tuple[str, dict[str, tuple[int, int]]]:
+    """Fill the template; returns the text and where each slot's first filling stands."""
+    text, spans, position = "", {}, 0
+    while position < len(template):
+        opening = template.find("{", position)
+        if opening < 0:
+            text += template[position:]
+            break
+        closing = template.index("}", opening)
+        slot = template[opening + 1 : closing]
+        text += template[position:opening]
+        spans.setdefault(slot, (len(text), len(text) + len(values[slot])))
+        text += values[slot]
+        position = closing + 1
+    return text, spans
+
+
+def labelled(form: str, triples: list[tuple[str, str, str]], values: dict[str, str], types: dict) -> Example:
+    """The form filled with ``values``, and its triples with the entity types of ``types`` (predicate ->
+    relation). The first letter is capitalised ("the University of ..." opening a sentence)."""
+    text, spans = fill(form, values)
+    text = text[:1].upper() + text[1:]
+
+    def entity(slot: str, kind: str) -> Entity:
+        start, end = spans[slot]
+        return Entity(text[start:end], start, end, kind)
+
+    found = [
+        Triple(entity(subject, types[predicate].subject_type), predicate, entity(obj, types[predicate].object_type))
+        for subject, predicate, obj in triples
+    ]
+    return Example(text, found)
 
 
 def halves(values: list[str], held_out: bool) -> list[str]:

@@ -7,10 +7,12 @@ from collections import Counter
 from dataclasses import replace
 from itertools import product
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from triplex.model.pipeline import Extractor
+from triplex.model.extractor import Extractor
+from triplex.model.runtime import Runtime
 from triplex.model.schema import Thresholds, Triple
 
 # The thresholds tried on dev, on enough gold triples (APART_MIN_TRIPLES): a start and an end chosen together
@@ -86,61 +88,77 @@ def write_errors(path: Path, texts: list[str], gold: list[list[Triple]], predict
 CACHE_BYTES = 2**30  # graph 1's outputs kept while thresholds are chosen; past this, computed again
 
 
-class KeptOutputs(Extractor):
-    """An extractor whose graphs keep their outputs (``cached_runs``)."""
+class CachedRuntime:
+    """A runtime whose outputs are kept, for running the same texts at many thresholds: graph 1 once per
+    batch, graph 2 once per batch and set of subjects, asked at the lowest thresholds tried
+    (``object_spans`` applies the real ones, so the triples are the same as without the cache)."""
 
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime, self.kept = runtime, 0
+        self.encoded: dict[bytes, tuple] = {}
+        self.found: dict[tuple[int, bytes], tuple[np.ndarray, np.ndarray]] = {}
+        self.lowest = np.array([min(STARTS), min(ENDS)], dtype=np.float32)
 
-def cached_runs(extractor: Extractor) -> Extractor:
-    """The extractor with graphs whose outputs are kept, for running the same texts at many thresholds:
-    graph 1 once per batch, graph 2 once per batch and set of subjects, asked at the lowest thresholds
-    tried (``object_spans`` applies the real ones, so the triples are the same as without the cache).
-    One that keeps them already is returned as it is."""
-    if isinstance(extractor, KeptOutputs):
-        return extractor
-    encoded: dict[bytes, tuple] = {}
-    objects: dict[tuple[int, bytes], tuple[np.ndarray, np.ndarray]] = {}
-    lowest = np.array([min(STARTS), min(ENDS)], dtype=np.float32)
-    kept = 0
-
-    def run_encoder(input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple:
-        nonlocal kept
+    def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple:
         key = input_ids.tobytes() + bytes(str(input_ids.shape), "ascii")
-        if key in encoded:
-            return encoded[key]
-        outputs = extractor.run_encoder(input_ids, attention_mask)
+        if key in self.encoded:
+            return self.encoded[key]
+        outputs = self.runtime.encode(input_ids, attention_mask)
         size = sum(getattr(output, "nbytes", 0) for output in outputs)  # numpy and torch; others uncounted
-        if kept + size <= CACHE_BYTES:
-            encoded[key], kept = outputs, kept + size
+        if self.kept + size <= CACHE_BYTES:
+            self.encoded[key], self.kept = outputs, self.kept + size
         return outputs
 
-    def run_objects(hidden, subjects: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if np.any(thresholds < lowest):
-            return extractor.run_objects(hidden, subjects, thresholds)
+    def objects(self, hidden, subjects: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if np.any(thresholds < self.lowest):
+            return self.runtime.objects(hidden, subjects, thresholds)
         key = (id(hidden), subjects.tobytes())  # hidden: one kept graph-1 output, alive as long as the cache
-        if key not in objects:
-            objects[key] = extractor.run_objects(hidden, subjects, lowest)
-        return objects[key]
+        if key not in self.found:
+            self.found[key] = self.runtime.objects(hidden, subjects, self.lowest)
+        return self.found[key]
 
-    return KeptOutputs(extractor.tokenizer, extractor.config, run_encoder, run_objects, extractor.batch_size)
+
+def cached(extractor: Extractor) -> Extractor:
+    """The extractor on a runtime that keeps its outputs (``CachedRuntime``); one that does already is
+    returned as it is."""
+    if isinstance(extractor.runtime, CachedRuntime):
+        return extractor
+    runtime = CachedRuntime(extractor.runtime)
+    return Extractor(extractor.tokenizer, extractor.config, runtime, extractor.thresholds, extractor.batch_size)
+
+
+class Choice(NamedTuple):
+    """The thresholds ``choose_thresholds`` chose, and every setting it tried with its figures."""
+
+    thresholds: Thresholds
+    tried: list[dict]
+
+    def record(self, source: str) -> dict:
+        """As the model card keeps it (``training.thresholds``): ``chosen on SOURCE``."""
+        return {"chosen": f"on {source}", **self.thresholds.to_dict(), "tried": self.tried}
+
+    @property
+    def figures(self) -> dict:
+        """The chosen setting's row of ``tried``."""
+        return next(row for row in self.tried if Thresholds(**thresholds_of(row)).values == self.thresholds.values)
 
 
 def choose_thresholds(
-    extractor, texts: list[str], gold: list[list[Triple]], apart_min_triples: int = APART_MIN_TRIPLES
-) -> tuple[Thresholds, list[dict]]:
+    extractor: Extractor, texts: list[str], gold: list[list[Triple]], apart_min_triples: int = APART_MIN_TRIPLES
+) -> Choice:
     """The thresholds with the best F1 on ``texts``, chosen a start and end pair at a time (see ``STARTS``),
     each step keeping what it started from on a tie; on fewer than ``apart_min_triples`` gold triples one
-    value at a time, the same for subjects and objects. Sets them on the extractor's config; returns them
-    and every setting tried with its figures."""
-    config, tried = extractor.config, {}
-    cached, windows = cached_runs(extractor), extractor.windows(texts)
+    value at a time, the same for subjects and objects."""
+    tried: dict[tuple, dict] = {}
+    runs, windows = cached(extractor), extractor.windows(texts)
     gold_keys = [{triple.key() for triple in triples} for triples in gold]  # exact match, as ``score``'s F1
     gold_total = sum(map(len, gold_keys))
 
     def f1_at(thresholds: Thresholds) -> float:
         key = thresholds.values
         if key not in tried:
-            config.thresholds = thresholds
-            found = [{triple.key() for triple in result.triples} for result in cached.extract_windows(windows)]
+            results = runs.with_thresholds(thresholds).extract_windows(windows)
+            found = [{triple.key() for triple in result.triples} for result in results]
             correct = sum(len(expected & keys) for expected, keys in zip(gold_keys, found))
             tried[key] = {**thresholds.to_dict(), **ratios(correct, sum(map(len, found)), gold_total)}
         return tried[key]["f1"]
@@ -164,17 +182,8 @@ def choose_thresholds(
                 chosen = best_of(chosen, pairs(chosen, names))
             if chosen == before:
                 break
-    config.thresholds = Thresholds(**chosen.to_dict())  # the subjects' own only where they differ
-    return config.thresholds, [row for _, row in sorted(tried.items())]
-
-
-def record_thresholds(extractor, texts: list[str], gold: list[list[Triple]], source: str) -> tuple[Thresholds, dict]:
-    """``choose_thresholds``, written into the extractor's config (its model card says ``chosen on
-    SOURCE``); the chosen thresholds and their figures."""
-    chosen, tried = choose_thresholds(extractor, texts, gold)
-    config = extractor.config
-    config.training["thresholds"] = {"chosen": f"on {source}", **chosen.to_dict(), "tried": tried}
-    return chosen, next(row for row in tried if Thresholds(**thresholds_of(row)).values == chosen.values)
+    # the subjects' own only where they differ
+    return Choice(Thresholds(**chosen.to_dict()), [row for _, row in sorted(tried.items())])
 
 
 def thresholds_of(row: dict) -> dict[str, float]:

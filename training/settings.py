@@ -63,3 +63,19 @@ class TrainSettings:
     resume: bool = False
     precision: str = "auto"  # fp32, bf16, or auto (see training.train.autocast_dtype)
     thresholds: str | None = None  # "START,END" (or four: subjects', objects') to keep; None: chosen on dev
+
+
+def check_device(device: str) -> str:
+    """The PyTorch device that ``device`` names (auto: CUDA when PyTorch sees a GPU, else the CPU); raises
+    ``ValueError`` for a name it is not, or a GPU that is not there."""
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise ValueError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N")
+    if device == "cpu":
+        return device
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise ValueError(f"device '{device}': PyTorch sees no CUDA GPU here; use cpu (or auto)")
+    return device

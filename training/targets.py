@@ -9,10 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from triplex.model.network import OBJECT_POWER, SUBJECT_POWER
 from triplex.model.schema import Triple, relation_label
 from triplex.model.tokenize import Encoded, pad
-from triplex.training.data import Example, Summary
+from triplex.training.data import Example, ReadSummary
+from triplex.training.network import OBJECT_POWER, SUBJECT_POWER
 
 Span = tuple[int, int]
 
@@ -35,7 +35,7 @@ def relation_triples(triple: Triple) -> list[tuple[str, Span, Span]]:
 
 
 def make_features(
-    examples: list[Example], windows: list[list[Encoded]], labels: list[str], summary: Summary
+    examples: list[Example], windows: list[list[Encoded]], labels: list[str], summary: ReadSummary
 ) -> list[Feature]:
     """Pointer targets for every window of every example (the windows inference reads), each window with
     the triples that lie wholly inside it. A triple inside no window is counted: ``fits_no_window`` when it
@@ -68,7 +68,7 @@ def covers(window: Encoded, first: int, last: int) -> bool:
 
 
 @dataclass
-class Batch:
+class TrainingBatch:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     subject_targets: torch.Tensor  # (B, L, 2)
@@ -76,11 +76,11 @@ class Batch:
     object_targets: torch.Tensor  # (N, L, R, 2)
     object_weight: torch.Tensor  # (N,): 0 for the placeholder row of a batch without subjects
 
-    def to(self, device: torch.device) -> Batch:
-        return Batch(*(tensor.to(device, non_blocking=True) for tensor in vars(self).values()))
+    def to(self, device: torch.device) -> TrainingBatch:
+        return TrainingBatch(*(tensor.to(device, non_blocking=True) for tensor in vars(self).values()))
 
 
-def collate(features: list[Feature], num_relations: int, negative_subjects: bool = False) -> Batch:
+def collate(features: list[Feature], num_relations: int, negative_subjects: bool = False) -> TrainingBatch:
     """Pad to the batch's longest sentence; every gold subject of every sentence gets an object row. With
     ``negative_subjects`` so does every gold object that is no subject there, with no objects: the object
     heads learn to find nothing for an entity that is not a subject (many false alarms start at one)."""
@@ -105,7 +105,7 @@ def collate(features: list[Feature], num_relations: int, negative_subjects: bool
     for n, objects in enumerate(rows):
         for relation, start, end in objects:
             object_targets[n, start, relation, 0] = object_targets[n, end, relation, 1] = 1
-    return Batch(
+    return TrainingBatch(
         torch.from_numpy(input_ids),
         torch.from_numpy(attention_mask),
         subject_targets,
@@ -115,7 +115,7 @@ def collate(features: list[Feature], num_relations: int, negative_subjects: bool
     )
 
 
-def mask_tokens(batch: Batch, rate: float, mask_id: int, generator: torch.Generator) -> torch.Tensor:
+def mask_tokens(batch: TrainingBatch, rate: float, mask_id: int, generator: torch.Generator) -> torch.Tensor:
     """The batch's token ids with each token between a sentence's first and last ([CLS] and [SEP]) replaced by
     ``mask_id`` with probability ``rate``, entities' tokens included: their pointers must then be found from the
     context, and a sentence is never seen the same way twice (see TrainSettings.mask_rate)."""
@@ -149,7 +149,7 @@ def pointer_bce(logits: torch.Tensor, targets: torch.Tensor, power: int) -> torc
 
 
 def pointer_loss(
-    subject_logits: torch.Tensor, object_logits: torch.Tensor, batch: Batch, subject_weight: float
+    subject_logits: torch.Tensor, object_logits: torch.Tensor, batch: TrainingBatch, subject_weight: float
 ) -> torch.Tensor:
     """Subject loss averaged over tokens, times ``subject_weight`` (see TrainSettings.subject_loss_weight), plus
     object loss summed over relations, averaged over tokens; on the probabilities the graphs output (the powers

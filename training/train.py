@@ -1,4 +1,9 @@
-"""The training loop: AdamW with warmup, EMA weights, AMP on GPU, gradient accumulation, DDP, resume."""
+"""The training loop: AdamW with warmup, EMA weights, AMP on GPU, gradient accumulation, DDP, resume.
+
+``train`` reads as its steps: set up the processes, build the model and its training windows, the
+optimizer and its schedule (or resume them), then per epoch ``train_epoch`` and, on the main process,
+``judge_epoch``, which evaluates the averaged weights on dev and keeps the best epoch's checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +13,34 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from tokenizers import Tokenizer
+from tqdm import tqdm
 from transformers import AutoTokenizer
 
-from triplex.model.network import PointerExtractor, load_encoder, save_extractor, torch_runners
-from triplex.model.pipeline import Extractor
-from triplex.model.progress import progress
+from triplex.model.extractor import Extractor
 from triplex.model.schema import CONFIG_FILE, ExtractorConfig, Relation, Thresholds
 from triplex.model.tokenize import TOKENIZER_FILE, encode_windows, split_cjk_characters
-from triplex.training.data import Example, Summary
-from triplex.training.evaluate import APART_MIN_TRIPLES, cached_runs, record_thresholds, score
+from triplex.training.data import Example, ReadSummary
+from triplex.training.evaluate import APART_MIN_TRIPLES, Choice, cached, choose_thresholds, score
+from triplex.training.network import PointerExtractor, TorchRuntime, load_encoder, save_extractor
 from triplex.training.settings import STATE_FILE, TrainSettings, auto_epochs
-from triplex.training.targets import collate, length_batches, make_features, mask_tokens, pointer_loss
+from triplex.training.targets import Feature, collate, length_batches, make_features, mask_tokens, pointer_loss
 
 LOG_FILE = "training_log.jsonl"
 # Measured on this project's CPU (AVX-512 BF16, no AMX), benchmarks/train_throughput.py, median of 3:
 # MiniLM 51.9 -> 59.3 sentences/s and e5-small 11.5 -> 16.3 with bf16 autocast; the demo's dev F1 unchanged.
 AUTO_CPU_BF16 = True
+Bar = Callable[..., tqdm]  # (total, description, unit, leave=True) -> a progress bar
+
+
+def silent_bar(total: int, desc: str, unit: str, leave: bool = True) -> tqdm:
+    return tqdm(total=total, disable=True)
 
 
 class EMA:
@@ -139,20 +149,6 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def evaluate_epoch(extractor: Extractor, dev_examples: list[Example], choose: bool) -> tuple[dict, dict | None]:
-    """Dev figures of one epoch's weights: at the extractor's thresholds (the curve), and, with ``choose``,
-    at the thresholds chosen on dev for these weights (``record_thresholds``; the graphs run once for
-    both). Returns both figures; the chosen thresholds are left on the extractor's config."""
-    texts, gold = [example.text for example in dev_examples], [example.triples for example in dev_examples]
-    runs = cached_runs(extractor)
-    windows = runs.windows(texts)
-    curve = score(gold, [found.triples for found in runs.extract_windows(windows, progress=True)])
-    if not choose:
-        return curve, None
-    record_thresholds(runs, texts, gold, "dev")
-    return curve, score(gold, [found.triples for found in runs.extract_windows(windows)])
-
-
 def pick_examples(examples: list[Example], count: int = 6, max_chars: int = 300) -> list[str]:
     """Short sentences with triples, each adding predicates the ones before did not show."""
     shown: set[str] = set()
@@ -167,30 +163,47 @@ def pick_examples(examples: list[Example], count: int = 6, max_chars: int = 300)
     return chosen
 
 
-def train(
+@dataclass
+class Kept:
+    """The epoch kept so far: its dev figures, and the thresholds it is judged at, with their record."""
+
+    best: dict = field(default_factory=lambda: {"f1": -1.0})
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    record: dict | None = None  # the model card's account of the thresholds: given, or chosen on dev
+
+
+@dataclass
+class Run:
+    """What one training run is made of, built before its first epoch."""
+
+    model: PointerExtractor
+    tokenizer: Tokenizer
+    mask_id: int | None
+    config: ExtractorConfig
+    features: list[Feature]
+    settings: TrainSettings  # with the epochs resolved and masking off where the encoder has no mask token
+
+
+@dataclass
+class Optimization:
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    ema: EMA
+    scaler: torch.amp.GradScaler
+    batches_per_epoch: int
+
+
+def build_run(
     train_examples: list[Example],
     dev_examples: list[Example],
     relations: list[Relation],
     encoder_name: str,
-    output: Path,
     settings: TrainSettings,
-    summary: Summary,
-    log=print,
-    files: list[dict] | None = None,
-) -> dict:
-    """Train, keep the best EMA checkpoint by dev F1 in ``output``; returns that checkpoint's dev metrics."""
-    rank, world, device = setup_distributed(settings.device)
-    main_process = rank == 0
-    if not main_process:
-        log = lambda message: None  # noqa: E731 - the other ranks train silently
-    if world > 1:
-        log(f"distributed: {world} processes, backend {dist.get_backend()}, device {device.type}")
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    if not settings.resume and main_process:
-        (output / LOG_FILE).unlink(missing_ok=True)  # a fresh run (--overwrite) starts a fresh log
-    torch.manual_seed(settings.seed)
-
+    summary: ReadSummary,
+    device: torch.device,
+    log: Callable[[str], None],
+) -> Run:
+    """The model on ``device``, the tokenizer, the extractor's config and the training windows' targets."""
     model = PointerExtractor(load_encoder(encoder_name), len(relations)).to(device)
     if settings.freeze_embeddings:  # half of MiniLM's weights: no gradient, optimizer or average step for them
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
@@ -200,171 +213,268 @@ def train(
         log(f"max length {settings.max_length} is more than the encoder's {max_length} positions; using {max_length}")
     config = ExtractorConfig(relations, max_length, window_stride=max_length // 4, examples=pick_examples(dev_examples))
     tokenizer, mask_id = prepare_tokenizer(encoder_name, config.split_cjk)
-    if main_process:
-        tokenizer.save(str(output / TOKENIZER_FILE))
     if settings.mask_rate and mask_id is None:
         log(f"{encoder_name} has no mask token: training without masking (--mask-rate)")
         settings = replace(settings, mask_rate=0.0)
     # the windows inference reads: a long sentence is cut into overlapping windows, none is truncated
     texts = [example.text for example in train_examples]
-    features = make_features(
-        train_examples, encode_windows(tokenizer, texts, max_length, config.window_stride), config.labels, summary
-    )
+    windows = encode_windows(tokenizer, texts, max_length, config.window_stride)
+    features = make_features(train_examples, windows, config.labels, summary)
     log(f"training data: {len(features)} sentences; {summary.line() or 'every triple placed'}")
     if settings.epochs is None:
         tokens = sum(len(feature.ids) for feature in features)
-        encoder_config = model.encoder.config
-        settings = replace(
-            settings, epochs=auto_epochs(tokens, encoder_config.num_hidden_layers, encoder_config.hidden_size)
-        )
-        log(f"epochs: {settings.epochs} (auto: {tokens} tokens through {encoder_config.num_hidden_layers} layers)")
-    config.training = {"encoder": encoder_name, "files": files or [], "settings": asdict(settings), "epochs": []}
+        layers, hidden = model.encoder.config.num_hidden_layers, model.encoder.config.hidden_size
+        settings = replace(settings, epochs=auto_epochs(tokens, layers, hidden))
+        log(f"epochs: {settings.epochs} (auto: {tokens} tokens through {layers} layers)")
+    return Run(model, tokenizer, mask_id, config, features, settings)
 
-    optimizer = make_optimizer(model, settings)
-    batches_per_epoch = len(features) // (settings.batch_size * world) or 1
+
+def build_optimization(run: Run, device: torch.device, world: int, log: Callable[[str], None]) -> Optimization:
+    """AdamW, warm-up then linear decay, the weights' average, and loss scaling for fp16."""
+    settings = run.settings
+    optimizer = make_optimizer(run.model, settings)
+    batches_per_epoch = len(run.features) // (settings.batch_size * world) or 1
     steps_per_epoch = math.ceil(batches_per_epoch / settings.accumulate)
     total_steps = steps_per_epoch * settings.epochs
-    # Warm-up: a fraction of all steps, but at most a third of an epoch (or 20 steps). Measured on DuIE
-    # 1.0 (2,601 sentences, e5-small): warm-up over 0.72 epoch (6% of 12 epochs) left dev F1 at 0 after
-    # epoch 1, over 0.36 epoch (6% of 6) it reached 0.37; 6% of 20 epochs is 1.2 epochs of warm-up.
+    # Warm-up: a fraction of all steps, but at most a third of an epoch (or 20 steps): a long warm-up left
+    # DuIE 1.0's dev F1 at 0 after the first epoch (benchmarks/README.md).
     warmup_steps = max(1, min(int(settings.warmup * total_steps), max(steps_per_epoch // 3, 20)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_linear(total_steps, warmup_steps))
-    ema = EMA(model, settings.ema_decay)
-    start_epoch, best = 0, {"f1": -1.0}
-    if settings.thresholds:  # given: every epoch is judged and kept at them
-        config.thresholds = Thresholds.parse(settings.thresholds)
-        config.training["thresholds"] = {"chosen": "given", **config.thresholds.to_dict()}
-    base_thresholds = config.thresholds  # the per-epoch curve is drawn at these
-    choose = not settings.thresholds and any(example.triples for example in dev_examples)
-    # each epoch judged at its own chosen thresholds: only on enough triples (see APART_MIN_TRIPLES)
-    judge_at_chosen = choose and sum(len(example.triples) for example in dev_examples) >= APART_MIN_TRIPLES
-    kept = config.thresholds, config.training.get("thresholds")
-    if settings.resume and (output / STATE_FILE).is_file():
-        state = torch.load(output / STATE_FILE, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        ema.shadow, ema.updates = state["ema"], state["ema_updates"]
-        start_epoch, best = state["epoch"], state["best"]
-        if (output / CONFIG_FILE).is_file():  # the kept checkpoint's thresholds
-            saved = ExtractorConfig.load(output)
-            kept = saved.thresholds, saved.training.get("thresholds")
-        log(f"resumed from {output / STATE_FILE} at epoch {start_epoch + 1}")
-    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-
     amp_dtype = autocast_dtype(settings.precision, device)
-    use_amp = amp_dtype is not None
     log(
         f"precision: {'fp32' if amp_dtype is None else str(amp_dtype).removeprefix('torch.')} autocast on {device.type}"
     )
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    return Optimization(optimizer, scheduler, EMA(run.model, settings.ema_decay), scaler, batches_per_epoch)
 
-    for epoch in range(start_epoch, settings.epochs):
-        batches = length_batches(features, settings.batch_size, random.Random(settings.seed + epoch))
-        batches = batches[: batches_per_epoch * world][rank::world]  # same count on every rank
-        model.train()
-        started, sentences, loss_sum, skipped = time.perf_counter(), 0, 0.0, 0
-        bar = progress(len(batches), f"epoch {epoch + 1}/{settings.epochs}", "batch", enabled=main_process)
-        masking = torch.Generator().manual_seed(settings.seed * 1000 + epoch)  # the same masks after --resume
-        for step, batch_features in enumerate(batches):
-            batch = collate(batch_features, len(relations), settings.negative_subjects)
-            if settings.mask_rate:
-                batch.input_ids = mask_tokens(batch, settings.mask_rate, mask_id, masking)
-            batch = batch.to(device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                subject_logits, object_logits = trained(batch.input_ids, batch.attention_mask, batch.subjects)
-            loss = pointer_loss(subject_logits, object_logits, batch, settings.subject_loss_weight)
-            if not torch.isfinite(loss):  # never let one bad batch poison the weights
-                skipped += 1
-                optimizer.zero_grad(set_to_none=True)
-                bar.update(1)
-                continue
-            scaler.scale(loss / settings.accumulate).backward()
-            if (step + 1) % settings.accumulate == 0 or step + 1 == len(batches):
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                ema.update(model)
-            sentences += len(batch_features) * world
-            loss_sum += loss.item()
-            rate = sentences / (time.perf_counter() - started)
-            bar.set_postfix(loss=f"{loss_sum / (step + 1):.4f}", sent_s=f"{rate:.1f}")
+
+def resume(run: Run, optimization: Optimization, output: Path, kept: Kept, device: torch.device) -> tuple[int, Kept]:
+    """The epoch to start from and what was kept, from the training state in ``output``."""
+    state = torch.load(output / STATE_FILE, map_location=device, weights_only=False)
+    run.model.load_state_dict(state["model"])
+    optimization.optimizer.load_state_dict(state["optimizer"])
+    optimization.scheduler.load_state_dict(state["scheduler"])
+    optimization.ema.shadow, optimization.ema.updates = state["ema"], state["ema_updates"]
+    if (output / CONFIG_FILE).is_file():  # the kept checkpoint's thresholds
+        saved = ExtractorConfig.load(output)
+        kept = Kept(state["best"], saved.thresholds, saved.training.get("thresholds"))
+    else:
+        kept = replace(kept, best=state["best"])
+    return state["epoch"], kept
+
+
+def train_epoch(
+    run: Run, optimization: Optimization, trained: torch.nn.Module, epoch: int, device: torch.device, bar: Bar
+) -> dict:
+    """One pass over this rank's share of the batches; the mean loss, sentences/s and skipped batches."""
+    settings, model, (rank, world) = run.settings, run.model, distributed_rank()
+    optimizer, scheduler, ema, scaler = (
+        optimization.optimizer,
+        optimization.scheduler,
+        optimization.ema,
+        optimization.scaler,
+    )
+    batches = length_batches(run.features, settings.batch_size, random.Random(settings.seed + epoch))
+    batches = batches[: optimization.batches_per_epoch * world][rank::world]  # same count on every rank
+    bar = bar(len(batches), f"epoch {epoch + 1}/{settings.epochs}", "batch")
+    amp_dtype = autocast_dtype(settings.precision, device)
+    model.train()
+    started, sentences, loss_sum, skipped = time.perf_counter(), 0, 0.0, 0
+    masking = torch.Generator().manual_seed(settings.seed * 1000 + epoch)  # the same masks after --resume
+    for step, batch_features in enumerate(batches):
+        batch = collate(batch_features, len(run.config.relations), settings.negative_subjects)
+        if settings.mask_rate:
+            batch.input_ids = mask_tokens(batch, settings.mask_rate, run.mask_id, masking)
+        batch = batch.to(device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            subject_logits, object_logits = trained(batch.input_ids, batch.attention_mask, batch.subjects)
+        loss = pointer_loss(subject_logits, object_logits, batch, settings.subject_loss_weight)
+        if not torch.isfinite(loss):  # never let one bad batch poison the weights
+            skipped += 1
+            optimizer.zero_grad(set_to_none=True)
             bar.update(1)
-        bar.close()
-        train_seconds = time.perf_counter() - started
-        if skipped:
-            log(f"epoch {epoch + 1}: skipped {skipped} batches whose loss was not finite")
+            continue
+        scaler.scale(loss / settings.accumulate).backward()
+        if (step + 1) % settings.accumulate == 0 or step + 1 == len(batches):
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            ema.update(model)
+        sentences += len(batch_features) * world
+        loss_sum += loss.item()
+        bar.set_postfix(
+            loss=f"{loss_sum / (step + 1):.4f}", sent_s=f"{sentences / (time.perf_counter() - started):.1f}"
+        )
+        bar.update(1)
+    bar.close()
+    seconds = time.perf_counter() - started
+    return {"loss": loss_sum / max(1, len(batches)), "train_sentences_per_s": sentences / seconds, "skipped": skipped}
 
+
+def distributed_rank() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def evaluate_epoch(
+    extractor: Extractor, dev_examples: list[Example], choose: bool, bar: Bar
+) -> tuple[dict, dict | None, Choice | None]:
+    """Dev figures of one epoch's weights: at the extractor's thresholds (the curve), and, with ``choose``,
+    at the thresholds chosen on dev for these weights (``choose_thresholds``; the graphs run once for all)."""
+    texts, gold = [example.text for example in dev_examples], [example.triples for example in dev_examples]
+    runs = cached(extractor)
+    windows = runs.windows(texts)
+    with bar(sum(map(len, windows)), "extract", "window", leave=False) as windows_bar:
+        curve = score(gold, [found.triples for found in runs.extract_windows(windows, windows_bar.update)])
+    if not choose:
+        return curve, None, None
+    choice = choose_thresholds(runs, texts, gold)
+    found = runs.with_thresholds(choice.thresholds).extract_windows(windows)
+    return curve, score(gold, [extraction.triples for extraction in found]), choice
+
+
+def judge_epoch(
+    run: Run,
+    ema: EMA,
+    dev_examples: list[Example],
+    epoch: int,
+    kept: Kept,
+    training: dict,
+    output: Path,
+    bar: Bar,
+) -> tuple[dict, dict | None, Choice | None, Kept]:
+    """The averaged weights on dev, at the kept thresholds (the curve) and, unless thresholds were given,
+    at thresholds chosen for them; saved as the checkpoint when they beat the epoch kept so far (judged at
+    their own chosen thresholds on enough dev triples, see ``APART_MIN_TRIPLES``)."""
+    settings, model = run.settings, run.model
+    choose = not settings.thresholds and any(example.triples for example in dev_examples)
+    judge_at_chosen = choose and sum(len(example.triples) for example in dev_examples) >= APART_MIN_TRIPLES
+    base = Thresholds.parse(settings.thresholds) if settings.thresholds else Thresholds()  # the curve's
+    model.eval()
+    with ema.applied(model):
+        evaluated = time.perf_counter()
+        extractor = Extractor(run.tokenizer, run.config, TorchRuntime(model), base, settings.eval_batch_size)
+        metrics, at_chosen, choice = evaluate_epoch(extractor, dev_examples, choose, bar)
+        metrics["seconds"] = time.perf_counter() - evaluated
+        judged = at_chosen if judge_at_chosen else metrics
+        if judged["f1"] < kept.best.get("judged_f1", kept.best["f1"]):  # on a tie the later, longer-trained weights
+            return metrics, at_chosen, choice, kept
+        best = {key: value for key, value in metrics.items() if key != "per_predicate"}
+        best |= {"epoch": epoch, "judged_f1": judged["f1"]}
+        if at_chosen:
+            best |= {f"{key}_at_chosen_thresholds": at_chosen[key] for key in ("precision", "recall", "f1")}
+        kept = Kept(best, choice.thresholds, choice.record("dev")) if choice else replace(kept, best=best)
+        save_extractor(model, kept_config(run.config, kept, training), output)
+        (output / "dev_metrics.json").write_text(json.dumps(at_chosen or metrics, indent=2, ensure_ascii=False))
+    return metrics, at_chosen, choice, kept
+
+
+def kept_config(config: ExtractorConfig, kept: Kept, training: dict) -> ExtractorConfig:
+    """The extractor's config as saved: the kept epoch's thresholds, and the model card's record."""
+    return replace(
+        config, thresholds=kept.thresholds, training=training | {"thresholds": kept.record, "best": kept.best}
+    )
+
+
+def epoch_line(
+    record: dict, metrics: dict, at_chosen: dict | None, choice: Choice | None, kept: Kept, base: Thresholds
+) -> str:
+    chosen = (
+        f"; at {choice.thresholds.describe()} chosen on dev: P {at_chosen['precision']:.4f} "
+        f"R {at_chosen['recall']:.4f} F1 {at_chosen['f1']:.4f}"
+        if at_chosen and choice
+        else ""
+    )
+    return (
+        f"epoch {record['epoch']}: loss {record['loss']:.4f}, {record['train_sentences_per_s']:.1f} sent/s, "
+        f"dev at {base.describe()}: P {metrics['precision']:.4f} R {metrics['recall']:.4f} "
+        f"F1 {metrics['f1']:.4f} (partial F1 {metrics['partial_f1']:.4f}){chosen}; kept: epoch {kept.best['epoch']}"
+    )
+
+
+def save_state(run: Run, optimization: Optimization, epoch: int, kept: Kept, output: Path) -> None:
+    """What ``--resume`` continues from."""
+    state = {
+        "model": run.model.state_dict(),
+        "optimizer": optimization.optimizer.state_dict(),
+        "scheduler": optimization.scheduler.state_dict(),
+        "ema": optimization.ema.shadow,
+        "ema_updates": optimization.ema.updates,
+        "epoch": epoch,
+        "best": kept.best,
+        "settings": asdict(run.settings),
+    }
+    torch.save(state, output / STATE_FILE)
+
+
+def train(
+    train_examples: list[Example],
+    dev_examples: list[Example],
+    relations: list[Relation],
+    encoder_name: str,
+    output: Path,
+    settings: TrainSettings,
+    summary: ReadSummary,
+    log: Callable[[str], None] = print,
+    files: list[dict] | None = None,
+    bar: Bar = silent_bar,
+) -> dict:
+    """Train, keep the best EMA checkpoint by dev F1 in ``output``; returns that checkpoint's dev metrics."""
+    rank, world, device = setup_distributed(settings.device)
+    main_process = rank == 0
+    if not main_process:
+        log, bar = (lambda message: None), silent_bar  # the other ranks train silently
+    if world > 1:
+        log(f"distributed: {world} processes, backend {dist.get_backend()}, device {device.type}")
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    if not settings.resume and main_process:
+        (output / LOG_FILE).unlink(missing_ok=True)  # a fresh run (--overwrite) starts a fresh log
+    torch.manual_seed(settings.seed)
+    run = build_run(train_examples, dev_examples, relations, encoder_name, settings, summary, device, log)
+    if main_process:
+        run.tokenizer.save(str(output / TOKENIZER_FILE))
+    training = {"encoder": encoder_name, "files": files or [], "settings": asdict(run.settings), "epochs": []}
+    optimization = build_optimization(run, device, world, log)
+    base = Thresholds.parse(settings.thresholds) if settings.thresholds else Thresholds()
+    kept = Kept(thresholds=base, record={"chosen": "given", **base.to_dict()} if settings.thresholds else None)
+    start_epoch = 0
+    if settings.resume and (output / STATE_FILE).is_file():
+        start_epoch, kept = resume(run, optimization, output, kept, device)
+        log(f"resumed from {output / STATE_FILE} at epoch {start_epoch + 1}")
+    trained = torch.nn.parallel.DistributedDataParallel(run.model) if world > 1 else run.model
+    for epoch in range(start_epoch, run.settings.epochs):
+        figures = train_epoch(run, optimization, trained, epoch, device, bar)
+        if figures["skipped"]:
+            log(f"epoch {epoch + 1}: skipped {figures['skipped']} batches whose loss was not finite")
         if main_process:
-            model.eval()
-            with ema.applied(model):
-                evaluated = time.perf_counter()
-                config.thresholds = base_thresholds
-                extractor = Extractor(tokenizer, config, *torch_runners(model), settings.eval_batch_size)
-                metrics, at_chosen = evaluate_epoch(extractor, dev_examples, choose)
-                judged = at_chosen if judge_at_chosen else metrics
-                metrics["seconds"] = time.perf_counter() - evaluated
-                if judged["f1"] >= best.get("judged_f1", best["f1"]):  # on a tie the later, longer-trained weights
-                    best = {key: value for key, value in metrics.items() if key != "per_predicate"} | {
-                        "epoch": epoch + 1,
-                        "judged_f1": judged["f1"],
-                    }
-                    if at_chosen:
-                        best |= {f"{key}_at_chosen_thresholds": at_chosen[key] for key in ("precision", "recall", "f1")}
-                    kept = config.thresholds, config.training.get("thresholds")
-                    config.training["best"] = best
-                    save_extractor(model, config, output)
-                    dev_metrics = json.dumps(at_chosen or metrics, indent=2, ensure_ascii=False)
-                    (output / "dev_metrics.json").write_text(dev_metrics)
+            judged = judge_epoch(run, optimization.ema, dev_examples, epoch + 1, kept, training, output, bar)
+            metrics, at_chosen, choice, kept = judged
             record = {
                 "epoch": epoch + 1,
-                "loss": loss_sum / max(1, len(batches)),
-                "train_sentences_per_s": sentences / train_seconds,
-                **{key: metrics[key] for key in ("precision", "recall", "f1", "partial_f1")},
-                **({"f1_at_chosen_thresholds": at_chosen["f1"]} if at_chosen else {}),
+                "loss": figures["loss"],
+                "train_sentences_per_s": figures["train_sentences_per_s"],
             }
-            config.training["epochs"].append(record)
+            record |= {key: metrics[key] for key in ("precision", "recall", "f1", "partial_f1")}
+            record |= {"f1_at_chosen_thresholds": at_chosen["f1"]} if at_chosen else {}
+            training["epochs"].append(record)
             with open(output / LOG_FILE, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
-            chosen_figures = (
-                f"; at {config.thresholds.describe()} chosen on dev: P {at_chosen['precision']:.4f} "
-                f"R {at_chosen['recall']:.4f} F1 {at_chosen['f1']:.4f}"
-                if at_chosen
-                else ""
-            )
-            log(
-                f"epoch {epoch + 1}: loss {record['loss']:.4f}, {record['train_sentences_per_s']:.1f} sent/s, "
-                f"dev at {base_thresholds.describe()}: P {metrics['precision']:.4f} R {metrics['recall']:.4f} "
-                f"F1 {metrics['f1']:.4f} (partial F1 {metrics['partial_f1']:.4f}){chosen_figures}; "
-                f"kept: epoch {best['epoch']}"
-            )
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "ema": ema.shadow,
-                "ema_updates": ema.updates,
-                "epoch": epoch + 1,
-                "best": best,
-                "settings": asdict(settings),
-            }
-            torch.save(state, output / STATE_FILE)
+            log(epoch_line(record, metrics, at_chosen, choice, kept, base))
+            save_state(run, optimization, epoch + 1, kept, output)
         if world > 1:
             dist.barrier()
-    if main_process:
-        config.thresholds, config.training["thresholds"] = kept  # the kept epoch's, not the last one's
-        config.training["best"] = best
-        config.save(output)  # the model card lists every epoch, not only those up to the kept one
-    if world > 1:
-        shared = [best]
-        dist.broadcast_object_list(shared, src=0)  # every rank reports rank 0's result
-        best = shared[0]
-        # Free the DDP wrapper while the process group is still registered: if its reducer held the
-        # last reference, gloo's destructor would join a thread that waits for our GIL (a deadlock).
-        del trained
-        dist.barrier()
-        dist.destroy_process_group()
-    return best
+    if main_process:  # the model card lists every epoch, not only those up to the kept one
+        kept_config(run.config, kept, training).save(output)
+    if world == 1:
+        return kept.best
+    shared = [kept.best]
+    dist.broadcast_object_list(shared, src=0)  # every rank reports rank 0's result
+    # Free the DDP wrapper while the process group is still registered: if its reducer held the
+    # last reference, gloo's destructor would join a thread that waits for our GIL (a deadlock).
+    del trained
+    dist.barrier()
+    dist.destroy_process_group()
+    return shared[0]

@@ -16,7 +16,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import logging as transformers_logging
 
-from triplex.model.schema import ExtractorConfig
+from triplex.model.extractor import Extractor
+from triplex.model.schema import ExtractorConfig, Thresholds
+from triplex.model.tokenize import load_tokenizer
 
 WEIGHTS_FILE = "model.safetensors"
 SUBJECT_POWER = 2
@@ -153,23 +155,34 @@ def load_extractor(directory: Path) -> tuple[PointerExtractor, ExtractorConfig]:
     return model.eval(), config
 
 
-def torch_runners(model: PointerExtractor):
-    """``run_encoder`` / ``run_objects`` for ``model.decode.find_spans`` backed by the PyTorch model."""
-    device = next(model.parameters()).device
-    encoder_graph, objects_graph = EncoderGraph(model), ObjectsGraph(model)
+class TorchRuntime:
+    """The model's two graphs on PyTorch, as ``model.runtime.Runtime``: a checkpoint run without exporting it."""
+
+    def __init__(self, model: PointerExtractor) -> None:
+        self.device = next(model.parameters()).device
+        self.encoder_graph, self.objects_graph = EncoderGraph(model), ObjectsGraph(model)
 
     @torch.inference_mode()
-    def run_encoder(input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        hidden, subject_probs = encoder_graph(
-            torch.from_numpy(input_ids).to(device), torch.from_numpy(attention_mask).to(device)
+    def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        hidden, subject_probs = self.encoder_graph(
+            torch.from_numpy(input_ids).to(self.device), torch.from_numpy(attention_mask).to(self.device)
         )
         return hidden, subject_probs.cpu().numpy()
 
     @torch.inference_mode()
-    def run_objects(hidden: torch.Tensor, subjects: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, ...]:
-        positions, probs = objects_graph(
-            hidden, torch.from_numpy(subjects).to(device), torch.from_numpy(thresholds).to(device)
+    def objects(
+        self, hidden: torch.Tensor, subjects: np.ndarray, thresholds: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        positions, probs = self.objects_graph(
+            hidden, torch.from_numpy(subjects).to(self.device), torch.from_numpy(thresholds).to(self.device)
         )
         return positions.cpu().numpy(), probs.cpu().numpy()
 
-    return run_encoder, run_objects
+
+def torch_extractor(
+    directory: Path, device: str = "cpu", batch_size: int = 32, thresholds: Thresholds | None = None
+) -> Extractor:
+    """A training checkpoint as an ``Extractor`` on PyTorch (pipelined on a GPU)."""
+    model, config = load_extractor(directory)
+    runtime = TorchRuntime(model.to(device))
+    return Extractor(load_tokenizer(directory), config, runtime, thresholds, batch_size, device.startswith("cuda"))

@@ -1,18 +1,17 @@
 """A generator of labelled sample sentences in English and Chinese, written for this project.
 
-It backs the tests (a model must overfit them) and the demo model. Sentences come from templates
+It backs the tests: a model must overfit them. Sentences come from templates
 over name lists, so every entity's character span is known by construction; several templates put
 one subject into two triples, or one entity in the subject and object role of different triples.
 """
 
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
 
-from triplex.model.schema import Entity, Relation, Triple
+from triplex.model.schema import Relation
 from triplex.training.data import Example
+from triplex.training.demo_data import labelled
 
 PEOPLE = [
     "Alice Moreau",
@@ -75,40 +74,6 @@ POOLS = {
 }
 
 
-def fill(template: str, values: dict[str, str]) -> tuple[str, dict[str, tuple[int, int]]]:
-    """Fill the template; returns the text and where each slot's first filling stands."""
-    text, spans, position = "", {}, 0
-    while position < len(template):
-        opening = template.find("{", position)
-        if opening < 0:
-            text += template[position:]
-            break
-        closing = template.index("}", opening)
-        slot = template[opening + 1 : closing]
-        text += template[position:opening]
-        spans.setdefault(slot, (len(text), len(text) + len(values[slot])))
-        text += values[slot]
-        position = closing + 1
-    return text, spans
-
-
-def labelled(form: str, triples: list[tuple[str, str, str]], values: dict[str, str], types: dict) -> Example:
-    """The form filled with ``values``, and its triples with the entity types of ``types`` (predicate ->
-    relation). The first letter is capitalised ("the University of ..." opening a sentence)."""
-    text, spans = fill(form, values)
-    text = text[:1].upper() + text[1:]
-
-    def entity(slot: str, kind: str) -> Entity:
-        start, end = spans[slot]
-        return Entity(text[start:end], start, end, kind)
-
-    found = [
-        Triple(entity(subject, types[predicate].subject_type), predicate, entity(obj, types[predicate].object_type))
-        for subject, predicate, obj in triples
-    ]
-    return Example(text, found)
-
-
 def generate(count: int, seed: int = 0) -> list[Example]:
     """``count`` labelled sentences, the same for the same seed."""
     rng = random.Random(seed)
@@ -120,29 +85,3 @@ def generate(count: int, seed: int = 0) -> list[Example]:
             values["q"] = rng.choice(PEOPLE)
         examples.append(labelled(template, triples, values, TYPES))
     return examples
-
-
-def write_jsonl(examples: list[Example], path: Path) -> None:
-    """Write examples in the project's own JSONL format."""
-
-    def entity(value: Entity) -> dict:
-        return {"text": value.text, "start": value.start, "end": value.end, "type": value.type}
-
-    with open(path, "w", encoding="utf-8") as handle:
-        for example in examples:
-            triples = [
-                {"subject": entity(t.subject), "predicate": t.predicate, "object": entity(t.object)}
-                for t in example.triples
-            ]
-            handle.write(json.dumps({"text": example.text, "triples": triples}, ensure_ascii=False) + "\n")
-
-
-def write_schema(path: Path, relations: list[Relation] = RELATIONS) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        for relation in relations:
-            row = {
-                "predicate": relation.predicate,
-                "subject_type": relation.subject_type,
-                "object_type": relation.object_type,
-            }
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -1,9 +1,9 @@
-"""The inference engine: an export folder run by ONNX Runtime (no PyTorch on this path).
+"""The runtime: an export folder's two graphs run by ONNX Runtime (no PyTorch on this path).
 
-Graph 1 runs once for a batch of windows, graph 2 once for every subject found in that batch (in
-chunks); graph 2 thresholds its own output, so only candidate positions come back. On CUDA the hidden
-states stay on the GPU between the two (IO binding). The CLI, the service's engine process and batch
-jobs all use this class.
+``Runtime`` is what the decoder needs of any runtime: graph 1 (``encode``) on a padded batch, graph 2
+(``objects``) on the subjects found in it. ``OnnxRuntime`` runs an export; training has a PyTorch one
+(``training.network.TorchRuntime``). On CUDA the hidden states stay on the GPU between the two graphs
+(IO binding), and graph 2 thresholds its own output, so only candidate positions come back.
 
 TensorRT is not offered: doing it properly needs the unfused graph, fp16 engine building, shape
 profiles per length bucket and an engine cache, none of which can be built or checked without a GPU
@@ -12,18 +12,31 @@ here; a half-configured TensorRT is slower than CUDA. It can come back with the 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
 
-from triplex.model.pipeline import Extraction, Extractor
-from triplex.model.schema import CONFIG_FILE, ENCODER_FILE, OBJECTS_FILE, ExtractorConfig, Thresholds
-from triplex.model.tokenize import TOKENIZER_FILE, load_tokenizer
+from triplex.model.schema import CONFIG_FILE, ENCODER_FILE, OBJECTS_FILE
+from triplex.model.tokenize import TOKENIZER_FILE
 
 EXPORT_FILES = (ENCODER_FILE, OBJECTS_FILE, TOKENIZER_FILE, CONFIG_FILE)
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+
+
+class Runtime(Protocol):
+    """Graph 1 and graph 2 of an extractor, whatever runs them."""
+
+    def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[Any, np.ndarray]:
+        """Hidden states (in whatever form ``objects`` takes) and subject probabilities (B, L, 2)."""
+        ...
+
+    def objects(self, hidden: Any, subjects: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For subjects (N, 3) as batch index/start/end and thresholds (2,): the positions (K, 3) as
+        subject/token/relation where an object start or end probability passes its threshold, and the
+        two probabilities there (K, 2)."""
+        ...
 
 
 class ExportError(ValueError):
@@ -65,68 +78,32 @@ def session_options(threads: int, spinning: bool, on_gpu: bool) -> ort.SessionOp
     return options
 
 
-def powers_of_two(low: int, high: int) -> list[int]:
-    """low, 2 low, 4 low ... below high, then high."""
-    values = [low]
-    while values[-1] * 2 < high:
-        values.append(values[-1] * 2)
-    return values + [high] if high > low else values
+class OnnxRuntime:
+    """The two graphs of an export folder in ONNX Runtime sessions, each with ``threads`` threads."""
 
-
-class Engine:
-    """Extracts triples with an exported model; ``extract`` takes a batch of texts."""
-
-    def __init__(
-        self,
-        folder: str | Path,
-        provider: str = "auto",
-        threads: int = 0,
-        batch_size: int = 32,
-        spinning: bool = True,
-        thresholds: Thresholds | None = None,
-        streams: int = 1,
-    ) -> None:
-        """``thresholds``: instead of the export's own (chosen on dev data at training time). ``streams``:
-        batches run at once on the CPU, the ``threads`` shared among them (see ``pipelined``); 0, one
-        single-threaded stream per thread."""
-        folder = Path(folder)
-        check_export_folder(folder)
+    def __init__(self, folder: Path, provider: str = "auto", threads: int = 0, spinning: bool = True) -> None:
         providers = choose_providers(provider)
         on_gpu = providers[0] != PROVIDERS["cpu"]
-        threads = threads or len(os.sched_getaffinity(0))
-        streams = 1 if on_gpu else streams or threads
-        threads = max(1, threads // streams)
         try:
-            self.config = ExtractorConfig.load(folder)
-            tokenizer = load_tokenizer(folder)
             self.encoder = ort.InferenceSession(
                 str(folder / ENCODER_FILE), session_options(threads, spinning, on_gpu), providers=providers
             )
             # Each session has its own thread pool, whose threads spin after a run; the small objects
             # graph must not spin, or on few cores it steals them from the next encoder run (measured:
             # 108 -> 179 sentences/s at batch 1 on 2 cores).
-            self.objects = ort.InferenceSession(
+            self.objects_graph = ort.InferenceSession(
                 str(folder / OBJECTS_FILE), session_options(threads, False, on_gpu), providers=providers
             )
-        except Exception as error:  # corrupt files surface as many different onnxruntime/json errors
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ExportError(
-                f"cannot load the export in '{folder}' ({reason}); a file is truncated or corrupt: export it again"
-            ) from None
-        if [output.name for output in self.objects.get_outputs()] != ["object_positions", "object_probs"]:
+        except Exception as error:  # corrupt files surface as many different onnxruntime errors
+            raise unreadable(folder, error) from None
+        if [output.name for output in self.objects_graph.get_outputs()] != ["object_positions", "object_probs"]:
             raise ExportError(f"'{folder}' was exported by an older triplex; export it again with 'triplex export'")
-        if thresholds is not None:
-            self.config.thresholds = thresholds
         self.provider = self.encoder.get_providers()[0]
         if provider != "auto" and self.provider != providers[0]:  # onnxruntime falls back without failing
             raise ExportError(f"provider '{provider}' could not be loaded (running on {self.provider} instead)")
-        self.folder = folder
         self.on_gpu = self.provider != PROVIDERS["cpu"]
-        self.extractor = Extractor(
-            tokenizer, self.config, self.run_encoder, self.run_objects, batch_size, self.on_gpu, streams
-        )
 
-    def run_encoder(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[object, np.ndarray]:
+    def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[object, np.ndarray]:
         if not self.on_gpu:
             hidden, subject_probs = self.encoder.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
             return hidden, subject_probs
@@ -139,36 +116,24 @@ class Engine:
         hidden, subject_probs = binding.get_outputs()
         return hidden, subject_probs.numpy()
 
-    def run_objects(
-        self, hidden: object, subjects: np.ndarray, thresholds: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def objects(self, hidden: object, subjects: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self.on_gpu:
-            positions, probs = self.objects.run(
-                None, {"hidden": hidden, "subjects": subjects, "thresholds": thresholds}
-            )
+            feed = {"hidden": hidden, "subjects": subjects, "thresholds": thresholds}
+            positions, probs = self.objects_graph.run(None, feed)
             return positions, probs
-        binding = self.objects.io_binding()
+        binding = self.objects_graph.io_binding()
         binding.bind_ortvalue_input("hidden", hidden)
         binding.bind_cpu_input("subjects", subjects)
         binding.bind_cpu_input("thresholds", thresholds)
         binding.bind_output("object_positions", "cpu")
         binding.bind_output("object_probs", "cpu")
-        self.objects.run_with_iobinding(binding)
+        self.objects_graph.run_with_iobinding(binding)
         positions, probs = binding.get_outputs()
         return positions.numpy(), probs.numpy()
 
-    def warm_up(self, max_batch_size: int, max_batch_tokens: int) -> None:
-        """Run both graphs on every shape bucket the service will meet (lengths and batch sizes in powers
-        of two up to the limits), graph 2 with a real subject in every row, so the first requests do not
-        pay for kernel selection and memory arenas."""
-        thresholds = np.array([self.config.thresholds.start, self.config.thresholds.end], dtype=np.float32)
-        token = self.extractor.tokenizer.get_vocab_size() // 2  # any ordinary token
-        for length in powers_of_two(8, self.config.max_length):
-            for batch in powers_of_two(1, max(1, min(max_batch_size, max_batch_tokens // length))):
-                input_ids = np.full((batch, length), token, dtype=np.int64)
-                hidden, _ = self.run_encoder(input_ids, np.ones_like(input_ids))
-                subjects = np.array([[row, 1, min(2, length - 1)] for row in range(batch)], dtype=np.int64)
-                self.run_objects(hidden, subjects, thresholds)
 
-    def extract(self, texts: list[str], progress: bool = False) -> list[Extraction]:
-        return self.extractor.extract(texts, progress)
+def unreadable(folder: Path, error: Exception) -> ExportError:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return ExportError(
+        f"cannot load the export in '{folder}' ({reason}); a file is truncated or corrupt: export it again"
+    )

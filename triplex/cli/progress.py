@@ -1,5 +1,5 @@
 """Progress of long work: a tqdm bar on a terminal, a plain line every half minute elsewhere (logs, CI),
-nothing when quiet (``triplex --quiet``) or when the caller asks for none."""
+nothing when the caller asks for none (``triplex --quiet``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import time
 from tqdm import tqdm
 
 PLAIN_EVERY_S = 30.0
-settings = {"quiet": False}  # set by the CLI's --quiet
 
 
 class PlainProgress:
@@ -55,7 +54,7 @@ def plural(unit: str) -> str:
 
 
 def progress(total: int, desc: str, unit: str, enabled: bool = True, leave: bool = True) -> tqdm | PlainProgress:
-    if not enabled or settings["quiet"]:
+    if not enabled:
         return tqdm(total=total, disable=True)
     if sys.stderr.isatty():
         return tqdm(total=total, desc=desc, unit=unit, leave=leave)

@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from triplex.model.engine import Engine
+from triplex.files import FileError, json_line, output_folder
+from triplex.model.extractor import open_export
 from triplex.model.schema import Thresholds
 from triplex.model.tokenize import lone_surrogate
 
@@ -33,7 +34,7 @@ RESULTS = pa.schema(
 )
 READ_BYTES = 1 << 24  # a JSON lines file is read this much at a time
 ROWS_PER_BLOCK = 4096  # records per block read
-# Engine batches per call of ExtractBatch (a Ray batch): a Ray task's overhead is paid once per call, and
+# Engine batches per call of ExtractRecords (a Ray batch): a Ray task's overhead is paid once per call, and
 # the streams of a call wait for its last batch, so a call holds many
 ENGINE_BATCHES_PER_CALL = 32
 
@@ -43,7 +44,7 @@ class BulkError(ValueError):
 
 
 @dataclass
-class Summary:
+class JobSummary:
     texts: int = 0
     errors: int = 0
     triples: int = 0
@@ -52,7 +53,7 @@ class Summary:
     runner: str = "one process"
     actors: dict = field(default_factory=dict)  # Ray: how many actors ran on each node id
 
-    def finish(self, started: float) -> Summary:
+    def finish(self, started: float) -> JobSummary:
         self.seconds = round(time.perf_counter() - started, 3)
         self.texts_per_s = round(self.texts / self.seconds, 1) if self.seconds else 0.0
         return self
@@ -123,11 +124,9 @@ def json_record(raw: bytes, number: int, path: str, max_chars: int) -> dict:
     source = f"{path}:{number}"
     record = {"id": source, "source": source, "text": None, "error": None}
     try:
-        item = json.loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
-    except UnicodeDecodeError as error:
-        return record | {"error": f"not UTF-8 (byte {error.start})"}
-    except json.JSONDecodeError as error:
-        return record | {"error": f"not valid JSON ({error.msg})"}
+        item = json_line(raw, number)
+    except FileError as error:
+        return record | {"error": str(error)}
     if isinstance(item, str):
         item = {"text": item}
     if not isinstance(item, dict):
@@ -138,7 +137,7 @@ def json_record(raw: bytes, number: int, path: str, max_chars: int) -> dict:
     return record | ({"error": problem} if problem else {"text": item["text"]})
 
 
-def read_records(read: Callable[..., bytes], path: str, max_chars: int) -> Iterator[pa.Table]:
+def record_blocks(read: Callable[..., bytes], path: str, max_chars: int) -> Iterator[pa.Table]:
     """Blocks of (id, source, text, error) records from one file; a bad record gets its error, never stops."""
     if path.endswith(".parquet"):
         yield from parquet_records(read(), path, max_chars)
@@ -186,8 +185,8 @@ def bad(records: pa.Table) -> pa.Table:
 # -- extraction and output ----------------------------------------------------------------------------------
 
 
-class ExtractBatch:
-    """Loads the engine once (per Ray actor); a block of good records -> their results."""
+class ExtractRecords:
+    """Loads the extractor once (per Ray actor); a block of good records -> their results."""
 
     def __init__(
         self,
@@ -201,16 +200,16 @@ class ExtractBatch:
     ) -> None:
         """``streams``: engine batches run at once on the CPU; 0, one per thread (each single-threaded)."""
         chosen = Thresholds.parse(thresholds) if thresholds else None
-        self.engine = Engine(
+        self.extractor = open_export(
             model, provider, threads, batch_size, thresholds=chosen, spinning=spinning, streams=streams
         )
 
     def __call__(self, records: pa.Table) -> pa.Table:
-        found = self.engine.extractor.extract(records["text"].to_pylist())
+        found = self.extractor.extract_all(records["text"].to_pylist())
         rows = [
             {
                 "id": record_id,
-                "triples": json.dumps([triple.to_dict() for triple in extraction.triples], ensure_ascii=False),
+                "triples": json.dumps(extraction.to_dict()["triples"], ensure_ascii=False),
                 "triple_count": len(extraction.triples),
                 "windows": extraction.windows,
             }
@@ -245,17 +244,17 @@ def output_format(output: Path, requested: str | None) -> str:
 def prepare_output(output: Path) -> Path:
     """The folder's triples/ subfolder, empty: a run writes a whole answer, never a mix with an older one."""
     triples = output / "triples"
-    if output.exists() and not output.is_dir():
-        raise BulkError(f"--output '{output}' is a file; give a folder")
-    if not output.parent.is_dir():
-        raise BulkError(f"--output '{output}': the folder '{output.parent}' does not exist; create it first")
+    try:
+        output_folder(output)
+    except FileError as error:
+        raise BulkError(str(error)) from None
     if triples.is_dir() and any(triples.iterdir()):
         raise BulkError(f"--output '{output}' already holds results; give a new folder or remove it")
     triples.mkdir(parents=True, exist_ok=True)
     return triples
 
 
-def write_summary(output: Path, summary: Summary) -> Summary:
+def write_summary(output: Path, summary: JobSummary) -> JobSummary:
     (output / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
     return summary
 
@@ -264,19 +263,19 @@ def run_local(
     files: list[str],
     output: Path,
     fmt: str,
-    extract: ExtractBatch,
+    extract: ExtractRecords,
     max_chars: int,
     texts_per_batch: int,
     progress: Callable[[int], None] = lambda texts: None,
-) -> Summary:
+) -> JobSummary:
     """The job in this process: read, extract and write file by file."""
-    started, summary = time.perf_counter(), Summary()
+    started, summary = time.perf_counter(), JobSummary()
     target = prepare_output(output) / f"part-00000.{fmt}"
     parquet = pq.ParquetWriter(target, RESULTS) if fmt == "parquet" else None
     with open(target, "ab") as handle, open(output / "errors.jsonl", "wb") as errors:
         for path in files:
             with open(path, "rb") as source:
-                for records in read_records(source.read, path, max_chars):
+                for records in record_blocks(source.read, path, max_chars):
                     errors.write(error_lines(bad(records)))
                     ready = good(records)
                     for begin in range(0, ready.num_rows, texts_per_batch):

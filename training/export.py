@@ -19,9 +19,10 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from triplex.model.network import EncoderGraph, ObjectsGraph, PointerExtractor, load_extractor
+from triplex.model.extractor import identity, open_export
 from triplex.model.schema import ENCODER_FILE, OBJECTS_FILE, ExportInfo
 from triplex.model.tokenize import TOKENIZER_FILE
+from triplex.training.network import EncoderGraph, ObjectsGraph, PointerExtractor, load_extractor, torch_extractor
 
 PRECISIONS = ("fp32", "fp16", "int8")
 OPSET = 17
@@ -171,14 +172,8 @@ def check_parity(
 
 def check_triples(checkpoint: Path, folder: Path, texts: list[str], provider: str) -> dict[str, int]:
     """Decisions at the thresholds on real sentences: the export's triples against PyTorch's."""
-    from triplex.model.engine import Engine  # the engine imports the pipeline, which this module's users may not need
-    from triplex.model.network import torch_runners
-    from triplex.model.pipeline import Extractor, identity
-    from triplex.model.tokenize import load_tokenizer
-
-    model, config = load_extractor(checkpoint)
-    reference = Extractor(load_tokenizer(checkpoint), config, *torch_runners(model)).extract(texts)
-    found = Engine(folder, provider).extract(texts)
+    reference = torch_extractor(checkpoint).extract_all(texts)
+    found = open_export(folder, provider).extract_all(texts)
     expected = [{identity(t) for t in r.triples} for r in reference]
     got = [{identity(t) for t in f.triples} for f in found]
     return {

@@ -27,17 +27,17 @@ import ray
 from ray.data import ActorPoolStrategy
 from ray.data.datasource import FileBasedDatasource
 
-from triplex.service.bulk import (
+from triplex.jobs.bulk import (
     ENGINE_BATCHES_PER_CALL,
     BulkError,
-    ExtractBatch,
-    Summary,
+    ExtractRecords,
+    JobSummary,
     bad,
     error_lines,
     good,
     json_lines,
     prepare_output,
-    read_records,
+    record_blocks,
     write_summary,
 )
 from triplex.service.ray_cluster import connect
@@ -57,7 +57,7 @@ class RecordsSource(FileBasedDatasource):
     def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
         part = None
         with contextlib.ExitStack() as stack:
-            for records in read_records(f.read, path, self.max_chars):
+            for records in record_blocks(f.read, path, self.max_chars):
                 if pc.any(pc.is_valid(records["error"])).as_py():
                     part = part or stack.enter_context(open(self.errors / f"{self.numbers[path]:06d}.jsonl", "wb"))
                     part.write(error_lines(bad(records)))
@@ -77,7 +77,7 @@ def join_errors(parts: Path, target: Path) -> int:
     return count
 
 
-class ExtractAndWrite(ExtractBatch):
+class ExtractAndWrite(ExtractRecords):
     """In each actor: a batch of good records -> their results, written to a file of the results folder;
     returns the batch's counts. The file is named after the batch's first record (its FILE:LINE), so a
     batch that Ray retries after its actor died rewrites the same file; it is written under a hidden
@@ -121,11 +121,11 @@ def actor_pool(actors: str, gpus_per_actor: float) -> tuple[int, int]:
     return pool
 
 
-def run_ray(files: list[str], output: Path, fmt: str, args: argparse.Namespace) -> Summary:
+def run_ray(files: list[str], output: Path, fmt: str, args: argparse.Namespace) -> JobSummary:
     """``triplex extract --ray``: ``args`` are its flags (model, address, actors, gpus_per_actor, threads,
     streams, batch_size, max_chars, thresholds, device)."""
     connect(args.address)
-    started, summary = time.perf_counter(), Summary(runner="Ray")
+    started, summary = time.perf_counter(), JobSummary(runner="Ray")
     triples_folder = prepare_output(output)
     gpus_per_actor = args.gpus_per_actor
     if gpus_per_actor is None:
