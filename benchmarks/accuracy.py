@@ -145,7 +145,7 @@ def best_tried(record: dict | None, count: int = 5) -> dict | None:
 
 def train_model(spec: Run, shared: Path, train: Path, dev: Path, output: Path) -> float:
     """``triplex train`` with the CLI's defaults; its seconds."""
-    command = [sys.executable, "-m", "triplex.training.cli", "train", "--train", str(train), "--dev", str(dev)]
+    command = [sys.executable, "-m", "triplex", "train", "--train", str(train), "--dev", str(dev)]
     command += [*schema_flags(spec, shared), "--encoder", str(shared / spec.encoder), "--output", str(output)]
     started = time.perf_counter()
     subprocess.run([*command, *spec.flags], check=True)
@@ -162,7 +162,7 @@ def run(name: str, shared: Path, work: Path, train_seconds: float | None = None,
     if train_seconds is None:
         train_seconds = train_model(spec, shared, train, dev, output)
     metrics_file = work / f"{name}-dev-metrics.json"
-    evaluate = [sys.executable, "-m", "triplex.training.cli", "evaluate", "--model", str(output), "--data", str(dev)]
+    evaluate = [sys.executable, "-m", "triplex", "evaluate", "--model", str(output), "--data", str(dev)]
     errors = ["--errors", str(work / f"{name}-dev-errors.jsonl")]
     again = ["--choose-thresholds"] if choose else []
     subprocess.run([*evaluate, "--metrics-out", str(metrics_file), *errors, *again], check=True)

@@ -82,7 +82,7 @@ def main() -> None:
     texts = args.work / "webnlg.jsonl"
     write_texts(args.shared, args.texts, texts)
     cores = os.cpu_count() or 1
-    base = [sys.executable, "-m", "triplex.training.cli", "extract", "--model", str(args.export), "--input", str(texts)]
+    base = [sys.executable, "-m", "triplex", "extract", "--model", str(args.export), "--input", str(texts)]
     address = f"127.0.0.1:{RAY_PORT}"
     runs = {
         "one process": ["--threads", str(cores)],  # one single-threaded stream per core (the default)

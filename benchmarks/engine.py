@@ -19,11 +19,10 @@ import onnxruntime as ort
 import torch
 from common import machine, merge_results, rate
 
-from triplex.model.engine import Engine, is_export
-from triplex.model.export import export
-from triplex.model.network import load_extractor, torch_runners
-from triplex.model.pipeline import Extractor
-from triplex.model.tokenize import load_tokenizer
+from triplex.model.extractor import open_export
+from triplex.model.runtime import is_export
+from triplex.training.export import export
+from triplex.training.network import torch_extractor
 
 
 def main() -> None:
@@ -37,25 +36,22 @@ def main() -> None:
     dev = json.loads((args.shared / "data/webnlg_star_casrel/dev_triples.json").read_text())
     texts = [item["text"] for item in dev[: args.sentences]]
 
-    model, config = load_extractor(args.checkpoint)
-    extractors = {
-        "pytorch": lambda batch: Extractor(load_tokenizer(args.checkpoint), config, *torch_runners(model), batch)
-    }
+    extractors = {"pytorch": lambda batch: torch_extractor(args.checkpoint, batch_size=batch)}
     for precision in ("fp32", "int8"):
         folder = args.work / f"{args.checkpoint.name}-{precision}"
         if not is_export(folder):
             export(args.checkpoint, folder, precision)
-        extractors[f"onnx-{precision}"] = lambda batch, folder=folder: Engine(folder, "cpu", batch_size=batch).extractor
+        extractors[f"onnx-{precision}"] = lambda batch, folder=folder: open_export(folder, "cpu", batch_size=batch)
 
     # Runs interleave (each repeat times every setting once) so a slow spell of a shared machine
     # falls on all settings alike instead of on whichever ran then.
     runners = {f"{name}-batch{batch}": make(batch) for name, make in extractors.items() for batch in (1, 32)}
     rates: dict[str, list[float]] = {key: [] for key in runners}
     for extractor in runners.values():
-        extractor.extract(texts[:32])  # warm-up
+        extractor.extract_all(texts[:32])  # warm-up
     for _ in range(args.repeats):
         for key, extractor in runners.items():
-            rates[key].append(rate(lambda extractor=extractor: len(extractor.extract(texts)), 1)[0])
+            rates[key].append(rate(lambda extractor=extractor: len(extractor.extract_all(texts)), 1)[0])
             print(key, round(rates[key][-1], 1), flush=True)
     figures = {
         key: {"sentences_per_s": round(statistics.median(runs), 1), "runs": [round(r, 1) for r in runs]}

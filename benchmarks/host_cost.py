@@ -32,40 +32,50 @@ from pathlib import Path  # noqa: E402
 import orjson  # noqa: E402
 from common import ROOT, machine, merge_results  # noqa: E402
 
-from triplex.model.decode import find_spans, to_triples  # noqa: E402
-from triplex.model.engine import Engine  # noqa: E402
-from triplex.model.pipeline import merge_windows  # noqa: E402
+from triplex.model.decode import find_spans  # noqa: E402
+from triplex.model.extractor import Extractor, open_export  # noqa: E402
 from triplex.model.schema import Relation  # noqa: E402
-from triplex.model.tokenize import TOKENIZER_FILE, encode_windows, pad_windows  # noqa: E402
+from triplex.model.tokenize import TOKENIZER_FILE, pad_windows  # noqa: E402
 
 BATCH = 64
 
 
-class Replay:
-    """Runners that hand back recorded graph outputs: the decode runs, ONNX Runtime does not."""
+class Recorder:
+    """The export's runtime, keeping graph 1's subject probabilities and graph 2's outputs."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine, self.encoder_outputs, self.object_outputs = engine, [], []
+    def __init__(self, runtime) -> None:
+        self.runtime, self.encoder_outputs, self.object_outputs, self.object_seconds = runtime, [], [], 0.0
 
-    def record_encoder(self, input_ids, attention_mask):
-        hidden, subject_probs = self.engine.run_encoder(input_ids, attention_mask)
+    def encode(self, input_ids, attention_mask):
+        hidden, subject_probs = self.runtime.encode(input_ids, attention_mask)
         self.encoder_outputs.append(subject_probs)
         return hidden, subject_probs
 
-    def record_objects(self, hidden, subjects, thresholds):
-        outputs = self.engine.run_objects(hidden, subjects, thresholds)
+    def objects(self, hidden, subjects, thresholds):
+        started = time.perf_counter()
+        outputs = self.runtime.objects(hidden, subjects, thresholds)
+        self.object_seconds += time.perf_counter() - started
         self.object_outputs.append(outputs)
         return outputs
 
-    def replay(self) -> tuple:
-        encoder_outputs, object_outputs = iter(self.encoder_outputs), iter(self.object_outputs)
-        return (lambda ids, mask: (None, next(encoder_outputs))), (lambda h, s, t: next(object_outputs))
+
+class Replay:
+    """A runtime that hands back recorded graph outputs: the decode runs, ONNX Runtime does not."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.encoder_outputs, self.object_outputs = iter(recorder.encoder_outputs), iter(recorder.object_outputs)
+
+    def encode(self, input_ids, attention_mask):
+        return None, next(self.encoder_outputs)
+
+    def objects(self, hidden, subjects, thresholds):
+        return next(self.object_outputs)
 
 
-def stages(engine: Engine, texts: list[str], replay: Replay) -> dict[str, float]:
+def stages(extractor: Extractor, texts: list[str], recorder: Recorder) -> dict[str, float]:
     """Seconds per stage for all ``texts``, in batches of BATCH."""
-    tokenizer, config = engine.extractor.tokenizer, engine.config
-    run_encoder, run_objects = replay.replay()
+    tokenizer, config, thresholds = extractor.tokenizer, extractor.config, extractor.thresholds
+    replay = Replay(recorder)
     seconds = dict.fromkeys(("bare_encode_batch", "tokenize", "pad", "decode", "triples", "response"), 0.0)
     clock = [time.perf_counter()]
 
@@ -78,38 +88,33 @@ def stages(engine: Engine, texts: list[str], replay: Replay) -> dict[str, float]
         clock.append(time.perf_counter())
         tokenizer.encode_batch(chunk)
         lap("bare_encode_batch")
-        windows = encode_windows(tokenizer, chunk, config.max_length, config.window_stride)
+        windows = extractor.windows(chunk)
         lap("tokenize")
         flat = [window for text_windows in windows for window in text_windows]
-        batch = pad_windows(flat)
+        batch = pad_windows([window.ids for window in flat], [window.starts for window in flat])
         lap("pad")
-        spans = find_spans(batch, run_encoder, run_objects, config)
+        spans = find_spans(batch, replay, thresholds, len(config.relations))
         lap("decode")
-        per_window = iter(to_triples(flat, spans, config))
-        found = [merge_windows(text_windows, [next(per_window) for _ in text_windows]) for text_windows in windows]
+        found = extractor.triples(windows, spans)
         lap("triples")
-        results = [{"triples": [t.to_dict() for t in f], "windows": len(w)} for f, w in zip(found, windows)]
-        b",".join(orjson.dumps(result) for result in results)  # as the service's front ends do
+        b",".join(orjson.dumps(extraction.to_dict()) for extraction in found)  # as the service's front ends do
         lap("response")
     return seconds
 
 
-def record(engine: Engine, texts: list[str]) -> Replay:
-    replay = Replay(engine)
-    config = engine.config
+def record(extractor: Extractor, texts: list[str]) -> Recorder:
+    recorder = Recorder(extractor.runtime)
     for begin in range(0, len(texts), BATCH):
-        windows = encode_windows(
-            engine.extractor.tokenizer, texts[begin : begin + BATCH], config.max_length, config.window_stride
-        )
-        batch = pad_windows([window for text_windows in windows for window in text_windows])
-        find_spans(batch, replay.record_encoder, replay.record_objects, config)
-    return replay
+        flat = [window for text_windows in extractor.windows(texts[begin : begin + BATCH]) for window in text_windows]
+        batch = pad_windows([window.ids for window in flat], [window.starts for window in flat])
+        find_spans(batch, recorder, extractor.thresholds, len(extractor.config.relations))
+    return recorder
 
 
-def measure(engine: Engine, texts: list[str], repeats: int) -> dict:
-    replay = record(engine, texts)
+def measure(extractor: Extractor, texts: list[str], repeats: int) -> dict:
+    recorder = record(extractor, texts)
     gc.freeze()
-    runs = [stages(engine, texts, replay) for _ in range(repeats)]
+    runs = [stages(extractor, texts, recorder) for _ in range(repeats)]
     per_sentence = {
         stage: round(1e6 * statistics.median(run[stage] for run in runs) / len(texts), 2) for stage in runs[0]
     }
@@ -124,8 +129,8 @@ def large_schema(checkpoint: Path, relations: int, folder: Path) -> Path:
     """The checkpoint's encoder with a random object head of ``relations`` relations, exported (fp32)."""
     from torch import nn
 
-    from triplex.model.export import export
-    from triplex.model.network import load_extractor, save_extractor
+    from triplex.training.export import export
+    from triplex.training.network import load_extractor, save_extractor
 
     model, config = load_extractor(checkpoint)
     model.object_head = nn.Linear(model.object_head.in_features, 2 * relations)
@@ -139,22 +144,11 @@ def large_schema(checkpoint: Path, relations: int, folder: Path) -> Path:
     return folder / "export"
 
 
-def graph2_seconds(engine: Engine, texts: list[str]) -> tuple[float, int, int]:
+def graph2_seconds(extractor: Extractor, texts: list[str]) -> tuple[float, int, int]:
     """Seconds in graph 2 for all texts, the candidate positions it returned, and its calls."""
-    replay, seconds = Replay(engine), [0.0]
-
-    def run_objects(hidden, subjects, thresholds):
-        started = time.perf_counter()
-        outputs = replay.record_objects(hidden, subjects, thresholds)
-        seconds[0] += time.perf_counter() - started
-        return outputs
-
-    for begin in range(0, len(texts), BATCH):
-        windows = engine.extractor.windows(texts[begin : begin + BATCH])
-        batch = pad_windows([window for text_windows in windows for window in text_windows])
-        find_spans(batch, engine.run_encoder, run_objects, engine.config)
-    candidates = sum(len(positions) for positions, _ in replay.object_outputs)
-    return seconds[0], candidates, len(replay.object_outputs)
+    recorder = record(extractor, texts)
+    candidates = sum(len(positions) for positions, _ in recorder.object_outputs)
+    return recorder.object_seconds, candidates, len(recorder.object_outputs)
 
 
 def main() -> None:
@@ -175,12 +169,13 @@ def main() -> None:
         "unit": "microseconds per sentence (median of the repeats)",
     }
     with tempfile.TemporaryDirectory() as scratch:
-        result["webnlg_minilm"] = measure(Engine(args.export, "cpu", threads=1), texts, args.repeats)
+        result["webnlg_minilm"] = measure(open_export(args.export, "cpu", threads=1), texts, args.repeats)
         print("webnlg", result["webnlg_minilm"], flush=True)
         for relations in args.relations:
-            engine = Engine(large_schema(args.checkpoint, relations, Path(scratch) / str(relations)), "cpu", threads=1)
-            figures = measure(engine, texts, args.repeats)
-            seconds, candidates, calls = graph2_seconds(engine, texts)
+            export = large_schema(args.checkpoint, relations, Path(scratch) / str(relations))
+            extractor = open_export(export, "cpu", threads=1)
+            figures = measure(extractor, texts, args.repeats)
+            seconds, candidates, calls = graph2_seconds(extractor, texts)
             result[f"random_{relations}_relations"] = {
                 "decode_us": figures["decode"],
                 "triples_us": figures["triples"],

@@ -5,7 +5,7 @@
 Starts `triplex serve` with --workers 1 and with --workers 2 (one engine process behind the HTTP
 front ends either way), sends WebNLG* dev sentences one per request at each concurrency for --seconds
 (a minimal keep-alive client on the same cores), and reads the mean batch size the engine formed from
-the aggregated /metrics. The engine alone is the Python API (`Engine.extract`, tokenization included)
+the aggregated /metrics. The engine alone is the Python API (`Extractor.extract_all`, tokenization included)
 on the same sentences in batches of that mean size, in dev order as clients send them (and sorted by
 length, its best case). Runs are interleaved: each repeat measures every setting once; figures are
 medians over repeats. Writes benchmarks/results/load.json.
@@ -29,7 +29,7 @@ import httpx
 import uvloop
 from common import ROOT, machine, merge_results
 
-from triplex.model.engine import Engine
+from triplex.model.extractor import Extractor, open_export
 
 LEVELS = (1, 32)
 
@@ -130,14 +130,14 @@ async def drive(port: int, texts: list[str], concurrency: int, seconds: float) -
     }
 
 
-def engine_alone(engine: Engine, texts: list[str], batch: int, seconds: float, by_length: bool = False) -> dict:
+def engine_alone(engine: Extractor, texts: list[str], batch: int, seconds: float, by_length: bool = False) -> dict:
     """The Python API at this batch size, texts in dev order (as clients send them) or sorted by length."""
     if by_length:
         texts = sorted(texts, key=len)
     done, began = 0, time.perf_counter()
     while time.perf_counter() - began < seconds:
         chunk = [texts[(done + i) % len(texts)] for i in range(batch)]
-        engine.extract(chunk)
+        engine.extract_all(chunk)
         done += batch
     return {"sentences_per_s": round(done / (time.perf_counter() - began), 1)}
 
@@ -166,7 +166,7 @@ def main() -> None:
     for workers in args.workers:
         port = free_port()
         servers[f"workers{workers}"] = (start_server(args.export, port, {"TRIPLEX_WORKERS": str(workers)}), port)
-    engine = Engine(args.export, "cpu")
+    engine = open_export(args.export, "cpu")
     runs: dict[str, list[dict]] = {}
     try:
         for _ in range(args.repeats):

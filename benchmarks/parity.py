@@ -14,13 +14,12 @@ from pathlib import Path
 
 from common import machine, merge_results
 
-from triplex.model.engine import Engine, is_export
-from triplex.model.export import export
-from triplex.model.network import load_extractor, torch_runners
-from triplex.model.pipeline import Extractor, identity
-from triplex.model.tokenize import load_tokenizer
+from triplex.model.extractor import identity, open_export
+from triplex.model.runtime import is_export
 from triplex.training.data import read_dataset
 from triplex.training.evaluate import score
+from triplex.training.export import export
+from triplex.training.network import torch_extractor
 
 DEV = {
     "webnlg": "data/webnlg_star_casrel/dev_triples.json",
@@ -38,8 +37,7 @@ def main() -> None:
         checkpoint = Path(checkpoint)
         examples = read_dataset(args.shared / DEV[name])[0]
         texts, gold = [e.text for e in examples], [e.triples for e in examples]
-        model, config = load_extractor(checkpoint)
-        reference = Extractor(load_tokenizer(checkpoint), config, *torch_runners(model)).extract(texts)
+        reference = torch_extractor(checkpoint).extract_all(texts)
         entry = {"dev": DEV[name], "sentences": len(texts), "machine": f"CPU only: {machine()}"}
         entry["pytorch"] = {
             key: round(score(gold, [r.triples for r in reference])[key], 4) for key in ("f1", "partial_f1")
@@ -48,7 +46,7 @@ def main() -> None:
             folder = args.work / f"{checkpoint.name}-{precision}"
             if not is_export(folder):
                 export(checkpoint, folder, precision)
-            found = Engine(folder, "cpu").extract(texts)
+            found = open_export(folder, "cpu").extract_all(texts)
             differing = sum(
                 [identity(t) for t in r.triples] != [identity(t) for t in f.triples] for r, f in zip(reference, found)
             )

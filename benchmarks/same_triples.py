@@ -1,11 +1,12 @@
-"""The vectorised decode against the one it replaced, and the service against the CLI: same triples?
+"""This code against an older commit, and the service against the CLI: same triples?
 
-    git worktree add /tmp/old 849a19b      # the last commit with the per-subject/per-relation decode
-    python benchmarks/same_triples.py --old /tmp/old --run webnlg runs/webnlg --run duie1 runs/duie1 \
-        [--served-export runs/exports/webnlg-fp32]
+    git worktree add /tmp/old COMMIT
+    python benchmarks/same_triples.py --old /tmp/old --run webnlg runs/webnlg \
+        --run webnlg-onnx runs/exports/webnlg-fp32 --run duie1 runs/duie1 [--served-export runs/exports/webnlg-fp32]
 
-For each checkpoint, both codebases extract every dev sentence with PyTorch (fp32); every triple's spans,
-predicate and score (rounded to 1e-6) must match. With ``--served-export``, `triplex serve --workers 2`
+For each model (a checkpoint runs on PyTorch, an export on ONNX Runtime; NAME starts with the dev set's
+name), both codebases extract every dev sentence; every triple's spans, predicate and score (rounded to
+1e-6), and each text's window count, must match. With ``--served-export``, `triplex serve --workers 2`
 answers the WebNLG* dev sentences one request each, and its JSON must equal `triplex extract`'s.
 Writes benchmarks/results/same_triples.json.
 """
@@ -25,7 +26,7 @@ import httpx
 from common import ROOT, machine, merge_results
 from load import free_port, start_server
 
-from triplex.training.cli import as_json, load_model
+from triplex.cli.common import load_model
 
 DEV = {
     "webnlg": "data/webnlg_star_casrel/dev_triples.json",
@@ -34,16 +35,32 @@ DEV = {
 # Run inside a checkout (the old one or this one): extract every text with PyTorch and print the triples.
 EXTRACT = """
 import json, sys
-from triplex.training.cli import load_model
-texts = json.load(open(sys.argv[2]))
-found = load_model(sys.argv[1], "cpu", 32).extract(texts)
+try:
+    from triplex.cli.common import load_model
+    found = load_model(sys.argv[1], "cpu", 32).extract_all(json.load(open(sys.argv[2])))
+except ImportError:  # before the CLI moved to triplex/cli
+    from triplex.training.cli import load_model
+    found = load_model(sys.argv[1], "cpu", 32).extract(json.load(open(sys.argv[2])))
 print(json.dumps([[[t.subject.start, t.subject.end, t.predicate, t.object.start, t.object.end,
                     [[s, e.start, e.end] for s, e in t.qualifiers], round(t.score, 6)] for t in f.triples]
-                  for f in found]))
+                  + [f.windows] for f in found]))
 """
+PACKAGES = ("model", "service", "training")  # folders the package maps under triplex/ (pyproject.toml)
+
+
+def runnable(checkout: Path) -> None:
+    """Links triplex/model -> model (and the others) in the old checkout: with PYTHONPATH alone, the
+    editable install of this checkout would answer for them."""
+    for name in PACKAGES:
+        link = checkout / "triplex" / name
+        if not link.exists():
+            link.symlink_to(Path("..") / name)
+
 
 
 def extract_with(checkout: Path, checkpoint: Path, texts_file: Path) -> list:
+    if checkout != ROOT:
+        runnable(checkout)
     env = {**os.environ, "PYTHONPATH": str(checkout), "OMP_NUM_THREADS": "2"}
     result = subprocess.run(
         [sys.executable, "-c", EXTRACT, str(checkpoint.resolve()), str(texts_file)],
@@ -78,7 +95,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as scratch:
         for name, checkpoint in args.run:
-            dev = args.shared / DEV[name]
+            dev = args.shared / DEV[name.split("-")[0]]
             text = dev.read_text()
             items = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines()]
             texts = [item["text"] for item in items]
@@ -97,8 +114,8 @@ def main() -> None:
             print(name, result[name], flush=True)
         if args.served_export:
             texts = [item["text"] for item in json.loads((args.shared / DEV["webnlg"]).read_text())]
-            found = load_model(str(args.served_export), "cpu").extract(texts)  # what triplex extract prints
-            cli = [as_json(text, extraction) for text, extraction in zip(texts, found)]
+            found = load_model(str(args.served_export), "cpu").extract_all(texts)  # what triplex extract prints
+            cli = [extraction.to_dict() for extraction in found]
             port = free_port()
             server = start_server(args.served_export, port, {"TRIPLEX_WORKERS": "2"})
             try:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from common import ROOT, machine, merge_results
 
-from triplex.training.data import Summary, read_dataset, read_schema
+from triplex.training.data import ReadSummary, read_dataset, read_schema
 from triplex.training.settings import TrainSettings
 from triplex.training.train import LOG_FILE, train
 
@@ -57,7 +57,7 @@ def main() -> None:
                     freeze_embeddings=variant == "frozen",
                 )
                 encoder = str(args.shared / args.encoder)
-                train(examples, examples[:32], relations, encoder, Path(output), settings, Summary())
+                train(examples, examples[:32], relations, encoder, Path(output), settings, ReadSummary())
                 log = json.loads((Path(output) / LOG_FILE).read_text().splitlines()[0])
                 rates[variant].append(log["train_sentences_per_s"])
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device

@@ -42,7 +42,7 @@ def main() -> None:
     write_texts(args.shared, args.texts, texts)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     address = f"127.0.0.1:{HEAD_PORT}"
-    extract = [sys.executable, "-m", "triplex.training.cli", "extract", "--model", str(args.export)]
+    extract = [sys.executable, "-m", "triplex", "extract", "--model", str(args.export)]
     extract += ["--input", str(texts), "--max-chars", "100000"]
     for folder in ("one", "two"):
         shutil.rmtree(args.work / folder, ignore_errors=True)

@@ -208,7 +208,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
     try:
         check_device(args.device)
     except ValueError as error:
-        raise CliError(f"--device: {error}") from None
+        raise CliError(str(error)) from None
     check_encoder_loads(args.encoder)
 
     from triplex.training.train import train
