@@ -22,7 +22,7 @@ from triplex.service.settings import ServiceSettings, SettingsError
 from triplex.service.supervisor import EngineStartError, EngineSupervisor
 
 
-def serve(argv: list[str] | None = None) -> int:
+def serve_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="triplex serve", description="Serve an export folder over HTTP.")
     parser.add_argument("--model", help="export folder (TRIPLEX_MODEL_DIR)")
     parser.add_argument("--host", help="address to listen on (TRIPLEX_HOST, default 127.0.0.1)")
@@ -42,7 +42,11 @@ def serve(argv: list[str] | None = None) -> int:
     ray.add_argument("--gpus-per-replica", type=float, default=0.0, help="GPUs per replica")
     ray.add_argument("--cpus-per-replica", type=float, default=1.0, help="CPUs per replica (its engine's threads)")
     ray.add_argument("--write-config", metavar="PATH", help="write the Serve config file (serve deploy PATH) and exit")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def serve(argv: list[str] | None = None) -> int:
+    args = serve_parser().parse_args(argv)
     # flags win over the environment; worker processes read the environment
     for name in ("model", "host", "port", "workers", "provider", "thresholds"):
         value = getattr(args, name)

@@ -17,17 +17,12 @@ from triplex.model.schema import Thresholds, Triple
 
 # The thresholds tried on dev, on enough gold triples (APART_MIN_TRIPLES): a start and an end chosen together
 # from STARTS x ENDS, first one pair for subjects and objects alike, then the subjects' own pair and the
-# objects' pair in turn until neither moves, at most ROUNDS times. 0.7 was the top start tried once, and
-# WebNLG, WebNLG*, NYT* and CoNLL04 all chose it: precision is the weak side there, so the grid goes higher.
-# One value at a time stalled where a start and an end must move together: on a WebNLG* checkpoint it
-# stopped at F1 0.9189 (subjects 0.6/0.7), where the pairs reach 0.9215 (subjects 0.5/0.4, objects 0.9/0.8).
+# objects' pair in turn until neither moves, at most ROUNDS times (why: benchmarks/README.md).
 STARTS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 ENDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 ROUNDS = 3
-# Pairs, the subjects' own thresholds and the choice after every epoch need this many gold triples or more.
-# On fewer, a start and then an end are chosen one at a time, once, for the epoch kept at the base pair: a
-# test model's 23 dev triples chose subjects at 0.9, or an epoch and 0.9/0.7 for one triple more, and lost
-# an easy sentence.
+# Pairs, the subjects' own thresholds and the choice after every epoch need this many gold triples or more;
+# on fewer, a start and then an end are chosen one at a time, once, for the epoch kept at the base pair.
 APART_MIN_TRIPLES = 300
 
 

@@ -378,6 +378,13 @@ def kept_config(config: ExtractorConfig, kept: Kept, training: dict) -> Extracto
     )
 
 
+def epoch_record(epoch: int, figures: dict, metrics: dict, at_chosen: dict | None) -> dict:
+    """One line of the training log and of the model card's table."""
+    record = {"epoch": epoch, "loss": figures["loss"], "train_sentences_per_s": figures["train_sentences_per_s"]}
+    record |= {key: metrics[key] for key in ("precision", "recall", "f1", "partial_f1")}
+    return record | ({"f1_at_chosen_thresholds": at_chosen["f1"]} if at_chosen else {})
+
+
 def epoch_line(
     record: dict, metrics: dict, at_chosen: dict | None, choice: Choice | None, kept: Kept, base: Thresholds
 ) -> str:
@@ -438,7 +445,7 @@ def train(
         run.tokenizer.save(str(output / TOKENIZER_FILE))
     training = {"encoder": encoder_name, "files": files or [], "settings": asdict(run.settings), "epochs": []}
     optimization = build_optimization(run, device, world, log)
-    base = Thresholds.parse(settings.thresholds) if settings.thresholds else Thresholds()
+    base = Thresholds.parse(settings.thresholds) if settings.thresholds else Thresholds()  # the curve's
     kept = Kept(thresholds=base, record={"chosen": "given", **base.to_dict()} if settings.thresholds else None)
     start_epoch = 0
     if settings.resume and (output / STATE_FILE).is_file():
@@ -452,13 +459,7 @@ def train(
         if main_process:
             judged = judge_epoch(run, optimization.ema, dev_examples, epoch + 1, kept, training, output, bar)
             metrics, at_chosen, choice, kept = judged
-            record = {
-                "epoch": epoch + 1,
-                "loss": figures["loss"],
-                "train_sentences_per_s": figures["train_sentences_per_s"],
-            }
-            record |= {key: metrics[key] for key in ("precision", "recall", "f1", "partial_f1")}
-            record |= {"f1_at_chosen_thresholds": at_chosen["f1"]} if at_chosen else {}
+            record = epoch_record(epoch + 1, figures, metrics, at_chosen)
             training["epochs"].append(record)
             with open(output / LOG_FILE, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
@@ -470,11 +471,16 @@ def train(
         kept_config(run.config, kept, training).save(output)
     if world == 1:
         return kept.best
-    shared = [kept.best]
-    dist.broadcast_object_list(shared, src=0)  # every rank reports rank 0's result
     # Free the DDP wrapper while the process group is still registered: if its reducer held the
     # last reference, gloo's destructor would join a thread that waits for our GIL (a deadlock).
     del trained
+    return share_best(kept.best)
+
+
+def share_best(best: dict) -> dict:
+    """Rank 0's result on every rank; then the process group is taken down."""
+    shared = [best]
+    dist.broadcast_object_list(shared, src=0)
     dist.barrier()
     dist.destroy_process_group()
     return shared[0]

@@ -32,6 +32,14 @@ def add_parser(command: argparse.ArgumentParser, formats: str) -> None:
         "--encoder", required=True, help="Hugging Face model id or local folder of a BERT-family encoder"
     )
     command.add_argument("--output", required=True, help="folder for the best checkpoint and the training state")
+    command.add_argument("--resume", action="store_true", help="continue from the training state in --output")
+    command.add_argument("--overwrite", action="store_true", help="train into a non-empty --output, replacing it")
+    add_settings(command)
+    command.set_defaults(run=run)
+
+
+def add_settings(command: argparse.ArgumentParser) -> None:
+    """The flags of ``TrainSettings``, with its defaults."""
     defaults = TrainSettings()
     command.add_argument(
         "--epochs",
@@ -82,7 +90,6 @@ def add_parser(command: argparse.ArgumentParser, formats: str) -> None:
     command.add_argument("--accumulate", type=int, default=defaults.accumulate, help="batches per optimizer step")
     command.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
     command.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
-    command.add_argument("--resume", action="store_true", help="continue from the training state in --output")
     command.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
@@ -94,8 +101,6 @@ def add_parser(command: argparse.ArgumentParser, formats: str) -> None:
         metavar=THRESHOLDS_METAVAR,
         help="keep these pointer thresholds, subjects' then objects' if four (default: the best on --dev)",
     )
-    command.add_argument("--overwrite", action="store_true", help="train into a non-empty --output, replacing it")
-    command.set_defaults(run=run)
 
 
 def epochs_value(text: str) -> int | None:
