@@ -57,7 +57,6 @@ def runnable(checkout: Path) -> None:
             link.symlink_to(Path("..") / name)
 
 
-
 def extract_with(checkout: Path, checkpoint: Path, texts_file: Path) -> list:
     if checkout != ROOT:
         runnable(checkout)

@@ -13,7 +13,6 @@ import itertools
 
 import numpy as np
 
-from triplex.model.decode import Spans
 from triplex.model.tokenize import Encoded
 from triplex.service import wire
 from triplex.service.wire import Cancel, Done, EngineInfo, Hello, Submit
@@ -80,7 +79,7 @@ class EngineClient:
             if future is None or future.done():
                 continue
             if isinstance(message, Done):
-                future.set_result(Spans(message.rows, message.scores))
+                future.set_result(message.spans)
             else:
                 future.set_exception(EngineError(message.status, message.code, message.message))
 

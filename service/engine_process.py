@@ -229,7 +229,7 @@ class EngineServer:
                     self.active.pop(request.key)
                     rows = np.concatenate([spans.rows for spans in request.spans])
                     scores = np.concatenate([spans.scores for spans in request.spans])
-                    answers.append((request, Done(request.key[1], rows, scores)))
+                    answers.append((request, Done(request.key[1], Spans(rows, scores))))
         for request, message in answers:
             peer = self.peers.get(request.key[0])
             if peer is not None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from triplex.model.decode import Spans
+
 HEADER = struct.Struct("!I")
 
 
@@ -27,12 +29,15 @@ class EngineInfo:
 
 @dataclass(slots=True)
 class Hello:
+    """Engine -> front end, once on connecting: what the engine runs, for ``/v1/model``."""
+
     info: EngineInfo
 
 
 @dataclass(slots=True)
 class Submit:
-    """A request's windows, one after the other: token ids, character starts (-1: special token) and lengths."""
+    """Front end -> engine: a request's windows one after the other, as token ids, character starts (-1:
+    special token) and the windows' lengths."""
 
     request_id: int
     ids: np.ndarray
@@ -43,20 +48,23 @@ class Submit:
 
 @dataclass(slots=True)
 class Cancel:
+    """Front end -> engine: the client went away or the deadline passed; drop what is left of the request."""
+
     request_id: int
 
 
 @dataclass(slots=True)
 class Done:
-    """Spans rows (one per triple, the window column indexing the request's windows) and their scores."""
+    """Engine -> front end: a request's triples as token spans, the window column indexing its windows."""
 
     request_id: int
-    rows: np.ndarray
-    scores: np.ndarray
+    spans: Spans
 
 
 @dataclass(slots=True)
 class Failed:
+    """Engine -> front end: the request failed; the HTTP status, code and message to answer with."""
+
     request_id: int
     status: int
     code: str

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import random
 
-from triplex.model.schema import Relation
 from triplex.training.data import Example
-from triplex.training.demo_data import labelled
+from triplex.training.demo_data import RELATIONS, labelled
 
 PEOPLE = [
     "Alice Moreau",
@@ -36,15 +35,6 @@ ZH_PEOPLE = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨帆", "赵磊
 ZH_CITIES = ["杭州", "成都", "西安", "南京", "武汉", "苏州", "青岛", "厦门", "长沙", "昆明"]
 ZH_COMPANIES = ["星河科技", "远航汽车", "青禾食品", "云帆传媒", "海岳银行", "松石音响"]
 
-RELATIONS = [
-    Relation("born_in", "person", "city"),
-    Relation("works_for", "person", "company"),
-    Relation("located_in", "city", "country"),
-    Relation("founded_by", "company", "person"),
-    Relation("出生地", "人物", "地点"),
-    Relation("任职于", "人物", "企业"),
-    Relation("总部", "企业", "地点"),
-]
 TYPES = {relation.predicate: relation for relation in RELATIONS}
 
 # {slot} placeholders; each template lists its triples as (subject slot, predicate, object slot).

@@ -38,6 +38,22 @@ def add_parser(command: argparse.ArgumentParser, formats: str) -> None:
     command.set_defaults(run=run)
 
 
+# The settings' flags that take one value: flag, the TrainSettings field that holds its default, type, help.
+VALUE_FLAGS = [
+    ("--batch-size", "batch_size", int, "sentences per batch"),
+    ("--lr", "learning_rate", float, "encoder learning rate"),
+    ("--head-lr", "head_learning_rate", float, "learning rate of the pointer heads"),
+    ("--warmup", "warmup", float, "fraction of steps spent warming up (at most a third of an epoch)"),
+    ("--ema-decay", "ema_decay", float, "weight of the past in the averaged weights kept"),
+    ("--max-length", "max_length", int, "tokens per sentence, special tokens included"),
+    ("--subject-loss-weight", "subject_loss_weight", float, "weight of the subject loss beside the object loss"),
+    ("--mask-rate", "mask_rate", float, "share of training tokens hidden behind the mask token (0: none)"),
+    ("--accumulate", "accumulate", int, "batches per optimizer step"),
+    ("--seed", "seed", int, "random seed"),
+    ("--device", "device", str, "auto, cpu, cuda or cuda:N"),
+]  # fmt: skip
+
+
 def add_settings(command: argparse.ArgumentParser) -> None:
     """The flags of ``TrainSettings``, with its defaults."""
     defaults = TrainSettings()
@@ -47,20 +63,8 @@ def add_settings(command: argparse.ArgumentParser) -> None:
         default="auto",
         help="passes over the training data; auto: up to 20, fewer for large data and encoders (see README)",
     )
-    command.add_argument("--batch-size", type=int, default=defaults.batch_size, help="sentences per batch")
-    command.add_argument("--lr", type=float, default=defaults.learning_rate, help="encoder learning rate")
-    command.add_argument(
-        "--head-lr", type=float, default=defaults.head_learning_rate, help="learning rate of the pointer heads"
-    )
-    command.add_argument(
-        "--warmup",
-        type=float,
-        default=defaults.warmup,
-        help="fraction of steps spent warming up (at most a third of an epoch)",
-    )
-    command.add_argument(
-        "--ema-decay", type=float, default=defaults.ema_decay, help="weight of the past in the averaged weights kept"
-    )
+    for flag, field, kind, help in VALUE_FLAGS:
+        command.add_argument(flag, type=kind, default=getattr(defaults, field), help=help)
     command.add_argument(
         "--freeze-embeddings",
         action=argparse.BooleanOptionalAction,
@@ -68,28 +72,10 @@ def add_settings(command: argparse.ArgumentParser) -> None:
         help="keep the encoder's word embeddings as pretrained",
     )
     command.add_argument(
-        "--max-length", type=int, default=defaults.max_length, help="tokens per sentence, special tokens included"
-    )
-    command.add_argument(
         "--negative-subjects",
         action="store_true",
         help="also train the object heads on gold objects that are no subject, to find nothing for them",
     )
-    command.add_argument(
-        "--subject-loss-weight",
-        type=float,
-        default=defaults.subject_loss_weight,
-        help="how many times the subject loss counts beside the object loss",
-    )
-    command.add_argument(
-        "--mask-rate",
-        type=float,
-        default=defaults.mask_rate,
-        help="share of training tokens hidden behind the mask token, drawn anew for every batch (0: none)",
-    )
-    command.add_argument("--accumulate", type=int, default=defaults.accumulate, help="batches per optimizer step")
-    command.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
-    command.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
     command.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
