@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from triplex.model.runtime import Runtime
-from triplex.model.schema import VALUE_SLOT, Entity, ExtractorConfig, Relation, Thresholds, Triple
-from triplex.model.tokenize import Encoded, Padded
+from .runtime import Runtime
+from .schema import VALUE_SLOT, Entity, ExtractorConfig, Relation, Thresholds, Triple
+from .tokenize import Encoded, Padded
 
 SUBJECT_TOKENS_PER_CALL = 32768  # subjects x tokens per graph-2 call: bounds its memory on texts with many subjects
 

@@ -18,10 +18,10 @@ from typing import Generic, TypeVar, overload
 import numpy as np
 from tokenizers import Tokenizer
 
-from triplex.model.decode import Spans, find_spans, to_triples
-from triplex.model.runtime import OnnxRuntime, Runtime, check_export_folder, choose_providers, unreadable
-from triplex.model.schema import ExtractorConfig, Thresholds, Triple
-from triplex.model.tokenize import Encoded, Padded, encode_windows, load_tokenizer, lone_surrogate, pad_windows
+from .decode import Spans, find_spans, to_triples
+from .runtime import OnnxRuntime, Runtime, check_export_folder, choose_providers, unreadable
+from .schema import ExtractorConfig, Thresholds, Triple
+from .tokenize import Encoded, Padded, encode_windows, load_tokenizer, lone_surrogate, pad_windows
 
 T, R = TypeVar("T"), TypeVar("R")
 OnWindows = Callable[[int], None]  # told how many windows were just done: a progress bar's update

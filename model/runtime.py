@@ -18,8 +18,8 @@ from typing import Any, Protocol
 import numpy as np
 import onnxruntime as ort
 
-from triplex.model.schema import CONFIG_FILE, ENCODER_FILE, OBJECTS_FILE
-from triplex.model.tokenize import TOKENIZER_FILE
+from .schema import CONFIG_FILE, ENCODER_FILE, OBJECTS_FILE
+from .tokenize import TOKENIZER_FILE
 
 EXPORT_FILES = (ENCODER_FILE, OBJECTS_FILE, TOKENIZER_FILE, CONFIG_FILE)
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}

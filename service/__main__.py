@@ -14,12 +14,12 @@ from pathlib import Path
 
 import uvicorn
 
-from triplex.model.runtime import ExportError, check_export_folder
-from triplex.model.schema import THRESHOLDS_METAVAR
-from triplex.service.logs import configure
-from triplex.service.metrics import use_folder
-from triplex.service.settings import ServiceSettings, SettingsError
-from triplex.service.supervisor import EngineStartError, EngineSupervisor
+from ..model.runtime import ExportError, check_export_folder
+from ..model.schema import THRESHOLDS_METAVAR
+from .logs import configure
+from .metrics import use_folder
+from .settings import ServiceSettings, SettingsError
+from .supervisor import EngineStartError, EngineSupervisor
 
 
 def serve_parser() -> argparse.ArgumentParser:
@@ -96,7 +96,7 @@ def serve(argv: list[str] | None = None) -> int:
 def serve_on_ray(args: argparse.Namespace, settings: ServiceSettings) -> int:
     """``--ray``: the same app in replicas on Ray Serve; settings travel as the application's arguments."""
     try:
-        from triplex.service import ray_serve
+        from . import ray_serve
     except ImportError:
         print('triplex: error: --ray needs Ray: pip install "triplex[ray]"', file=sys.stderr)
         return 2

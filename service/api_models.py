@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from triplex.model.tokenize import lone_surrogate
+from ..model.tokenize import lone_surrogate
 
 
 def exactly_one_of_text_or_texts(schema: dict) -> None:

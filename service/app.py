@@ -21,13 +21,13 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from triplex import __version__
-from triplex.model.decode import Spans
-from triplex.model.extractor import Codec
-from triplex.model.runtime import check_export_folder
-from triplex.model.schema import ExtractorConfig
-from triplex.model.tokenize import Encoded, load_tokenizer
-from triplex.service.api_models import (
+from .. import __version__
+from ..model.decode import Spans
+from ..model.extractor import Codec
+from ..model.runtime import check_export_folder
+from ..model.schema import ExtractorConfig
+from ..model.tokenize import Encoded, load_tokenizer
+from .api_models import (
     ErrorResponse,
     ExtractRequest,
     ExtractResponse,
@@ -35,12 +35,12 @@ from triplex.service.api_models import (
     RelationOut,
     SchemaResponse,
 )
-from triplex.service.client import EngineClient, EngineError
-from triplex.service.errors import ApiError, add_error_handlers
-from triplex.service.metrics import CONTENT_TYPE_LATEST, Metrics, exposition
-from triplex.service.middleware import CountRequests, Gate
-from triplex.service.settings import ServiceSettings
-from triplex.service.supervisor import EngineSupervisor
+from .client import EngineClient, EngineError
+from .errors import ApiError, add_error_handlers
+from .metrics import CONTENT_TYPE_LATEST, Metrics, exposition
+from .middleware import CountRequests, Gate
+from .settings import ServiceSettings
+from .supervisor import EngineSupervisor
 
 DISCONNECT_POLL_S = 0.05
 SLICE_CHARACTERS = 8000  # a big request's texts are tokenized this much at a time

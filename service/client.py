@@ -13,9 +13,9 @@ import itertools
 
 import numpy as np
 
-from triplex.model.tokenize import Encoded
-from triplex.service import wire
-from triplex.service.wire import Cancel, Done, EngineInfo, Hello, Submit
+from ..model.tokenize import Encoded
+from . import wire
+from .wire import Cancel, Done, EngineInfo, Hello, Submit
 
 RECONNECT_S = 0.1
 

@@ -26,15 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from triplex.model.decode import Spans
-from triplex.model.extractor import Extractor, InFlight, open_export
-from triplex.model.runtime import ExportError
-from triplex.model.tokenize import Padded, pad_windows
-from triplex.service import wire
-from triplex.service.metrics import Metrics
-from triplex.service.scheduler import Request, Scheduler
-from triplex.service.settings import ServiceSettings
-from triplex.service.wire import Cancel, Done, EngineInfo, Failed, Hello, Submit
+from ..model.decode import Spans
+from ..model.extractor import Extractor, InFlight, open_export
+from ..model.runtime import ExportError
+from ..model.tokenize import Padded, pad_windows
+from . import wire
+from .metrics import Metrics
+from .scheduler import Request, Scheduler
+from .settings import ServiceSettings
+from .wire import Cancel, Done, EngineInfo, Failed, Hello, Submit
 
 READY_LINE = "engine ready"
 OUT_OF_MEMORY = ("out of memory", "failed to allocate", "bad_alloc", "cudaErrorMemoryAllocation")

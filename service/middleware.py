@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from triplex.service.errors import error_response
-from triplex.service.metrics import Metrics
-from triplex.service.settings import ServiceSettings
+from .errors import error_response
+from .metrics import Metrics
+from .settings import ServiceSettings
 
 
 class CountRequests:

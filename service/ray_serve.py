@@ -23,9 +23,9 @@ from ray import serve
 from ray.serve import Application
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from triplex.service.app import create_app
-from triplex.service.ray_cluster import ClusterError, connect
-from triplex.service.settings import ServiceSettings
+from .app import create_app
+from .ray_cluster import ClusterError, connect
+from .settings import ServiceSettings
 
 __all__ = ["ClusterError", "build", "run", "write_config"]
 NAME = "triplex"

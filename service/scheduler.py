@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from triplex.model.decode import Spans
+from ..model.decode import Spans
 
 LOOKAHEAD = 4  # batches' worth of requests searched for windows of similar length
 

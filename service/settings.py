@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from triplex.model.schema import Thresholds
+from ..model.schema import Thresholds
 
 
 class SettingsError(ValueError):

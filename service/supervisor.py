@@ -8,9 +8,9 @@ import sys
 import threading
 import time
 
-from triplex.service.engine_process import READY_LINE
-from triplex.service.logs import logger
-from triplex.service.metrics import mark_process_dead
+from .engine_process import READY_LINE
+from .logs import logger
+from .metrics import mark_process_dead
 
 RESTART_PAUSE_S = 0.5
 

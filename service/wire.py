@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from triplex.model.decode import Spans
+from ..model.decode import Spans
 
 HEADER = struct.Struct("!I")
 

@@ -22,8 +22,8 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from triplex.model.schema import VALUE_SLOT, Entity, Relation, Triple, relation_label
-from triplex.model.tokenize import lone_surrogate
+from ..model.schema import VALUE_SLOT, Entity, Relation, Triple, relation_label
+from ..model.tokenize import lone_surrogate
 
 FORMATS = ("duie1", "duie2", "casrel", "conll04", "jsonl", "doccano", "labelstudio")
 SCHEMA_FILES = ("all_50_schemas", "duie_schema.json", "rel2id.json", "schema.jsonl", "conll04_types.json")

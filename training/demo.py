@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from triplex.model.extractor import open_export
-from triplex.training.data import ReadSummary, fingerprint, write_jsonl, write_schema
-from triplex.training.demo_data import RELATIONS, demo_sentences
-from triplex.training.settings import TrainSettings
+from ..model.extractor import open_export
+from .data import ReadSummary, fingerprint, write_jsonl, write_schema
+from .demo_data import RELATIONS, demo_sentences
+from .settings import TrainSettings
 
 
 def pretrained_minilm() -> Path:
@@ -39,9 +39,9 @@ DEMO_SETTINGS = TrainSettings(
 def build_demo(output: Path, sentences: int = 2000, settings: TrainSettings = DEMO_SETTINGS, log=print) -> dict:
     """Fine-tune MiniLM on generated sentences (a quarter of them negative), export it, and measure it on
     held-out sentences: forms and names it never saw."""
-    from triplex.training.evaluate import score
-    from triplex.training.export import export
-    from triplex.training.train import train
+    from .evaluate import score
+    from .export import export
+    from .train import train
 
     started = time.perf_counter()
     train_examples, dev_examples = demo_sentences(sentences, seed=1), demo_sentences(200, seed=2, negatives=0)

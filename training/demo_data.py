@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import random
 
-from triplex.model.schema import Entity, Relation, Triple
-from triplex.training.data import Example
+from ..model.schema import Entity, Relation, Triple
+from .data import Example
 
 RELATIONS = [
     Relation("born_in", "person", "city"),

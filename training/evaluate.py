@@ -11,9 +11,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from triplex.model.extractor import Extractor
-from triplex.model.runtime import Runtime
-from triplex.model.schema import Thresholds, Triple
+from ..model.extractor import Extractor
+from ..model.runtime import Runtime
+from ..model.schema import Thresholds, Triple
 
 # The thresholds tried on dev, on enough gold triples (APART_MIN_TRIPLES): a start and an end chosen together
 # from STARTS x ENDS, first one pair for subjects and objects alike, then the subjects' own pair and the

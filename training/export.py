@@ -19,10 +19,10 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from triplex.model.extractor import identity, open_export
-from triplex.model.schema import ENCODER_FILE, OBJECTS_FILE, ExportInfo
-from triplex.model.tokenize import TOKENIZER_FILE
-from triplex.training.network import EncoderGraph, ObjectsGraph, PointerExtractor, load_extractor, torch_extractor
+from ..model.extractor import identity, open_export
+from ..model.schema import ENCODER_FILE, OBJECTS_FILE, ExportInfo
+from ..model.tokenize import TOKENIZER_FILE
+from .network import EncoderGraph, ObjectsGraph, PointerExtractor, load_extractor, torch_extractor
 
 PRECISIONS = ("fp32", "fp16", "int8")
 OPSET = 17

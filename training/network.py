@@ -16,9 +16,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import logging as transformers_logging
 
-from triplex.model.extractor import Extractor
-from triplex.model.schema import ExtractorConfig, Thresholds
-from triplex.model.tokenize import load_tokenizer
+from ..model.extractor import Extractor
+from ..model.schema import ExtractorConfig, Thresholds
+from ..model.tokenize import load_tokenizer
 
 WEIGHTS_FILE = "model.safetensors"
 SUBJECT_POWER = 2

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from triplex.model.schema import Triple, relation_label
-from triplex.model.tokenize import Encoded, pad
-from triplex.training.data import Example, ReadSummary
-from triplex.training.network import OBJECT_POWER, SUBJECT_POWER
+from ..model.schema import Triple, relation_label
+from ..model.tokenize import Encoded, pad
+from .data import Example, ReadSummary
+from .network import OBJECT_POWER, SUBJECT_POWER
 
 Span = tuple[int, int]
 

@@ -23,14 +23,14 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
-from triplex.model.extractor import Extractor
-from triplex.model.schema import CONFIG_FILE, ExtractorConfig, Relation, Thresholds
-from triplex.model.tokenize import TOKENIZER_FILE, encode_windows, split_cjk_characters
-from triplex.training.data import Example, ReadSummary
-from triplex.training.evaluate import APART_MIN_TRIPLES, Choice, cached, choose_thresholds, score
-from triplex.training.network import PointerExtractor, TorchRuntime, load_encoder, save_extractor
-from triplex.training.settings import STATE_FILE, TrainSettings, auto_epochs
-from triplex.training.targets import Feature, collate, length_batches, make_features, mask_tokens, pointer_loss
+from ..model.extractor import Extractor
+from ..model.schema import CONFIG_FILE, ExtractorConfig, Relation, Thresholds
+from ..model.tokenize import TOKENIZER_FILE, encode_windows, split_cjk_characters
+from .data import Example, ReadSummary
+from .evaluate import APART_MIN_TRIPLES, Choice, cached, choose_thresholds, score
+from .network import PointerExtractor, TorchRuntime, load_encoder, save_extractor
+from .settings import STATE_FILE, TrainSettings, auto_epochs
+from .targets import Feature, collate, length_batches, make_features, mask_tokens, pointer_loss
 
 LOG_FILE = "training_log.jsonl"
 # Measured on this project's CPU (AVX-512 BF16, no AMX), benchmarks/train_throughput.py, median of 3:
