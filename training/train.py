@@ -202,8 +202,10 @@ def build_run(
     summary: ReadSummary,
     device: torch.device,
     log: Callable[[str], None],
+    output: Path | None,
 ) -> Run:
-    """The model on ``device``, the tokenizer, the extractor's config and the training windows' targets."""
+    """The model on ``device``, the tokenizer (saved in ``output``, on the main process), the extractor's
+    config and the training windows' targets."""
     model = PointerExtractor(load_encoder(encoder_name), len(relations)).to(device)
     if settings.freeze_embeddings:  # half of MiniLM's weights: no gradient, optimizer or average step for them
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
@@ -213,6 +215,8 @@ def build_run(
         log(f"max length {settings.max_length} is more than the encoder's {max_length} positions; using {max_length}")
     config = ExtractorConfig(relations, max_length, window_stride=max_length // 4, examples=pick_examples(dev_examples))
     tokenizer, mask_id = prepare_tokenizer(encoder_name, config.split_cjk)
+    if output is not None:
+        tokenizer.save(str(output / TOKENIZER_FILE))
     if settings.mask_rate and mask_id is None:
         log(f"{encoder_name} has no mask token: training without masking (--mask-rate)")
         settings = replace(settings, mask_rate=0.0)
@@ -440,9 +444,10 @@ def train(
     if not settings.resume and main_process:
         (output / LOG_FILE).unlink(missing_ok=True)  # a fresh run (--overwrite) starts a fresh log
     torch.manual_seed(settings.seed)
-    run = build_run(train_examples, dev_examples, relations, encoder_name, settings, summary, device, log)
-    if main_process:
-        run.tokenizer.save(str(output / TOKENIZER_FILE))
+    run = build_run(
+        train_examples, dev_examples, relations, encoder_name, settings, summary, device, log,
+        output if main_process else None,
+    )  # fmt: skip
     training = {"encoder": encoder_name, "files": files or [], "settings": asdict(run.settings), "epochs": []}
     optimization = build_optimization(run, device, world, log)
     base = Thresholds.parse(settings.thresholds) if settings.thresholds else Thresholds()  # the curve's
