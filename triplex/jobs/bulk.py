@@ -1,5 +1,5 @@
 """Bulk extraction: records in JSON lines or Parquet files -> their triples, in this process or as a Ray Data
-job whose actors each load the engine once. Both write the same folder:
+job whose actors each load the extractor once. Both write the same folder:
 
     OUTPUT/triples/      result files, JSON lines or Parquet: id, triples (the service's JSON), triple_count, windows
     OUTPUT/errors.jsonl  the records that could not be read, with their id, source (file:line) and reason
@@ -198,7 +198,7 @@ class ExtractRecords:
         spinning: bool = True,
         streams: int = 0,
     ) -> None:
-        """``streams``: engine batches run at once on the CPU; 0, one per thread (each single-threaded)."""
+        """``streams``: batches run at once on the CPU; 0, one per thread (each single-threaded)."""
         chosen = Thresholds.parse(thresholds) if thresholds else None
         self.extractor = open_export(
             model, provider, threads, batch_size, thresholds=chosen, spinning=spinning, streams=streams

@@ -1,7 +1,7 @@
 """Bulk extraction as a Ray Data job (``triplex extract --ray``; needs ``pip install "triplex[ray]"``).
 
 Records are read and checked in tasks, then extracted and written by a pool of actors that each load the
-engine once. Ray retries the batches of an actor that dies on a new one, and a retried batch rewrites the
+extractor once. Ray retries the batches of an actor that dies on a new one, and a retried batch rewrites the
 same file, so every record lands exactly once. A read task writes its file's bad records to a part file of
 its own (a retried one rewrites it), which the driver joins into errors.jsonl at the end: one pass over the
 input. Read tasks ask for no CPU: the actors hold the CPUs (on a 2-core machine an actor with both would
@@ -84,8 +84,8 @@ class ExtractAndWrite(ExtractRecords):
     name and then renamed, so a dead actor leaves no half-written result. Writing here rather than in
     write tasks spares each batch a trip through the object store and a task on a worker of its own."""
 
-    def __init__(self, folder: str, fmt: str, **engine) -> None:
-        super().__init__(**engine)
+    def __init__(self, folder: str, fmt: str, **extractor_args) -> None:
+        super().__init__(**extractor_args)
         self.folder, self.format = Path(folder), fmt
 
     def __call__(self, records: pa.Table) -> pa.Table:
