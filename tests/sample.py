@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from triplex.training.data import Example
-from triplex.training.demo_data import RELATIONS, labelled
+from triplex.training.demo_data import RELATIONS, TRAIN_FORMS, labelled
 
 PEOPLE = [
     "Alice Moreau",
@@ -37,21 +37,10 @@ ZH_COMPANIES = ["星河科技", "远航汽车", "青禾食品", "云帆传媒", 
 
 TYPES = {relation.predicate: relation for relation in RELATIONS}
 
-# {slot} placeholders; each template lists its triples as (subject slot, predicate, object slot).
-TEMPLATES = [
-    ("{p} was born in {c}.", [("p", "born_in", "c")]),
-    ("{p}, who was born in {c}, works for {o}.", [("p", "born_in", "c"), ("p", "works_for", "o")]),
-    ("{o} was founded by {p} in {c}, a city in {n}.", [("o", "founded_by", "p"), ("c", "located_in", "n")]),
-    ("Born in {c}, {p} later joined {o}.", [("p", "born_in", "c"), ("p", "works_for", "o")]),
-    ("{c} is a city in {n}, and {p} was born there.", [("c", "located_in", "n"), ("p", "born_in", "c")]),
-    ("Since 2019 {p} has worked for {o}, which {q} founded.", [("p", "works_for", "o"), ("o", "founded_by", "q")]),
-    ("The engineer {p} works for {o}.", [("p", "works_for", "o")]),
-    ("We visited {c} in {n} last spring.", [("c", "located_in", "n")]),
-    ("{zp}出生于{zc}，现任职于{zo}。", [("zp", "出生地", "zc"), ("zp", "任职于", "zo")]),
-    ("{zo}的总部位于{zc}，{zp}在那里工作。", [("zo", "总部", "zc"), ("zp", "任职于", "zo")]),
-    ("据报道，{zp}出生在{zc}。", [("zp", "出生地", "zc")]),
-    ("{zp}加入了{zo}，该公司总部设在{zc}。", [("zp", "任职于", "zo"), ("zo", "总部", "zc")]),
-]
+# The demo's first eight English forms and four of its Chinese ones ({slot} placeholders, each with its
+# triples): a small fixed set that the tests' tiny models overfit.
+ZH_FIRST = next(index for index, (form, _) in enumerate(TRAIN_FORMS) if form.startswith("{zp}出生于{zc}，"))
+TEMPLATES = TRAIN_FORMS[:8] + TRAIN_FORMS[ZH_FIRST : ZH_FIRST + 4]
 POOLS = {
     "p": PEOPLE,
     "q": PEOPLE,
