@@ -244,6 +244,13 @@ def model_card(config: ExtractorConfig) -> str:
         f"- thresholds: {card_thresholds(config.thresholds)}"
         + (f" ({training['thresholds']['chosen']})" if training.get("thresholds") else ""),
     ]
+    if training.get("init_from"):
+        start = training["init_from"]
+        lines.append(
+            f"- started from `{start['path']}` (sha256 `{start['sha256'][:16]}`, trained on "
+            f"{', '.join(start['trained_on']) or 'unknown data'}): {start['relations_kept']} relations' object "
+            f"heads kept, {start['relations_fresh']} fresh"
+        )
     if training.get("files"):
         lines += ["", "## Training data", ""]
         lines += table(

@@ -45,6 +45,7 @@ class TrainSettings:
     resume: bool = False
     precision: str = "auto"  # fp32, bf16, or auto (see training.train.autocast_dtype)
     thresholds: str | None = None  # "START,END" (or four: subjects', objects') to keep; None: chosen on dev
+    init_from: str | None = None  # a trained model folder to start from (training.start); None: the encoder alone
 
 
 def check_device(device: str) -> str:

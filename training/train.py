@@ -30,6 +30,7 @@ from .data import Example, ReadSummary
 from .evaluate import APART_MIN_TRIPLES, Choice, cached, choose_thresholds, score
 from .network import PointerExtractor, TorchRuntime, load_encoder, save_extractor
 from .settings import STATE_FILE, TrainSettings, auto_epochs
+from .start import start_from
 from .targets import Feature, collate, length_batches, make_features, mask_tokens, pointer_loss
 
 LOG_FILE = "training_log.jsonl"
@@ -182,6 +183,7 @@ class Run:
     config: ExtractorConfig
     features: list[Feature]
     settings: TrainSettings  # with the epochs resolved and masking off where the encoder has no mask token
+    start: dict | None  # what the model started from (--init-from), as the model card records it
 
 
 @dataclass
@@ -214,6 +216,10 @@ def build_run(
     if max_length < settings.max_length:
         log(f"max length {settings.max_length} is more than the encoder's {max_length} positions; using {max_length}")
     config = ExtractorConfig(relations, max_length, window_stride=max_length // 4, examples=pick_examples(dev_examples))
+    start = start_from(model, config.labels, Path(settings.init_from)) if settings.init_from else None
+    if start:
+        log(f"started from {settings.init_from}: {start['relations_kept']} relations' object heads kept, "
+            f"{start['relations_fresh']} fresh")  # fmt: skip
     tokenizer, mask_id = prepare_tokenizer(encoder_name, config.split_cjk)
     if output is not None:
         tokenizer.save(str(output / TOKENIZER_FILE))
@@ -230,7 +236,7 @@ def build_run(
         layers, hidden = model.encoder.config.num_hidden_layers, model.encoder.config.hidden_size
         settings = replace(settings, epochs=auto_epochs(tokens, layers, hidden))
         log(f"epochs: {settings.epochs} (auto: {tokens} tokens through {layers} layers)")
-    return Run(model, tokenizer, mask_id, config, features, settings)
+    return Run(model, tokenizer, mask_id, config, features, settings, start)
 
 
 def build_optimization(run: Run, device: torch.device, world: int, log: Callable[[str], None]) -> Optimization:
@@ -449,6 +455,8 @@ def train(
         output if main_process else None,
     )  # fmt: skip
     training = {"encoder": encoder_name, "files": files or [], "settings": asdict(run.settings), "epochs": []}
+    if run.start:
+        training["init_from"] = run.start
     optimization = build_optimization(run, device, world, log)
     base = Thresholds.parse(settings.thresholds) if settings.thresholds else Thresholds()  # the curve's
     kept = Kept(thresholds=base, record={"chosen": "given", **base.to_dict()} if settings.thresholds else None)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from triplex.cli.common import CliError, Console, parse_thresholds
 from triplex.files import FileError, output_folder
-from triplex.model.schema import THRESHOLDS_METAVAR
+from triplex.model.schema import CONFIG_FILE, THRESHOLDS_METAVAR, ExtractorConfig
 from triplex.training.data import (
     check_schema,
     derive_schema,
@@ -29,7 +29,14 @@ def add_parser(command: argparse.ArgumentParser, formats: str) -> None:
     )
     command.add_argument("--format", help=formats)
     command.add_argument(
-        "--encoder", required=True, help="Hugging Face model id or local folder of a BERT-family encoder"
+        "--encoder",
+        help="Hugging Face model id or local folder of a BERT-family encoder (default with --init-from: its encoder)",
+    )
+    command.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="a trained model folder to start from: its encoder, subject head, Conditional LayerNorm, and the "
+        "object heads of the predicates it shares with this schema",
     )
     command.add_argument("--output", required=True, help="folder for the best checkpoint and the training state")
     command.add_argument("--resume", action="store_true", help="continue from the training state in --output")
@@ -148,14 +155,22 @@ def check_encoder(name: str) -> None:
         ) from None
 
 
-def check_encoder_loads(name: str) -> None:
-    """Read the encoder's config before any training work: a broken or unknown one ends here in one line."""
+def check_encoder_loads(name: str, init_from: str | None) -> None:
+    """Read the encoder's config before any training work: a broken or unknown one ends here in one line, and
+    so does a starting point (``--init-from``) trained from another encoder."""
     from transformers import AutoConfig
 
+    from triplex.training.start import StartError, check_start
+
     try:
-        AutoConfig.from_pretrained(name)
+        config = AutoConfig.from_pretrained(name)
     except (OSError, ValueError, KeyError) as error:
         raise CliError(f"cannot load encoder '{name}': {str(error).strip().splitlines()[0]}") from None
+    try:
+        if init_from:
+            check_start(Path(init_from), config)
+    except StartError as error:
+        raise CliError(str(error)) from None
 
 
 def settings_of(args: argparse.Namespace) -> TrainSettings:
@@ -177,12 +192,29 @@ def settings_of(args: argparse.Namespace) -> TrainSettings:
         resume=args.resume,
         thresholds=args.thresholds,
         precision=args.precision,
+        init_from=args.init_from,
     )
+
+
+def choose_encoder(args: argparse.Namespace) -> str:
+    """``--encoder``, or the one the ``--init-from`` model was trained from."""
+    if args.encoder:
+        return args.encoder
+    if not args.init_from:
+        raise CliError("give --encoder (a Hugging Face model id or an encoder folder), or --init-from MODEL")
+    folder = Path(args.init_from)
+    if not (folder / CONFIG_FILE).is_file():
+        raise CliError(f"--init-from '{args.init_from}' is not a trained model folder (no {CONFIG_FILE})")
+    encoder = ExtractorConfig.load(folder).training.get("encoder")
+    if not encoder or (looks_local(encoder) and not Path(encoder).is_dir()):
+        raise CliError(f"--init-from '{args.init_from}' does not say which encoder it used here; give --encoder")
+    return encoder
 
 
 def run(args: argparse.Namespace, console: Console) -> None:
     check_numbers(args)
     output = check_output(args)
+    args.encoder = choose_encoder(args)
     check_encoder(args.encoder)
     train_examples, raw_triples, format, summary = read_dataset(args.train, args.format)
     dev_examples, _, _, dev_summary = read_dataset(args.dev, args.format or format)
@@ -200,7 +232,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
         check_device(args.device)
     except ValueError as error:
         raise CliError(str(error)) from None
-    check_encoder_loads(args.encoder)
+    check_encoder_loads(args.encoder, args.init_from)
 
     from triplex.training.train import train
 

@@ -1,0 +1,71 @@
+"""Starting points (``--init-from``): which weights are taken, which are fresh, what is refused, what it buys."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from triplex.training.data import ReadSummary, write_jsonl
+from triplex.training.network import PointerExtractor, load_encoder
+from triplex.training.start import start_from
+from triplex.training.train import train
+
+from .conftest import OVERFIT
+from .sample import RELATIONS, generate
+from .test_cli import assert_one_line_error, train_args, triplex
+from .tiny_encoder import build_encoder
+
+LABELS = [relation.label for relation in RELATIONS]
+
+
+def test_shared_relations_keep_their_object_heads_and_new_ones_start_fresh(trained, tiny_encoder: Path) -> None:
+    checkpoint = trained[0]
+    labels = [LABELS[2], "sponsored_by", LABELS[0]]  # two of the checkpoint's relations, in another order
+    torch.manual_seed(5)
+    model = PointerExtractor(load_encoder(str(tiny_encoder)), len(labels))
+    fresh = model.object_head.weight.detach().clone()
+    record = start_from(model, labels, checkpoint)
+    source = load_file(checkpoint / "model.safetensors")
+    state = model.state_dict()
+    taken = [name for name in source if not name.startswith("object_head.")]
+    assert taken and all(torch.equal(state[name], source[name]) for name in taken)  # encoder, subject head, CLN
+    for index, label in enumerate(labels):
+        rows = slice(2 * index, 2 * index + 2)
+        if label in LABELS:
+            theirs = slice(2 * LABELS.index(label), 2 * LABELS.index(label) + 2)
+            assert torch.equal(state["object_head.weight"][rows], source["object_head.weight"][theirs])
+            assert torch.equal(state["object_head.bias"][rows], source["object_head.bias"][theirs])
+        else:
+            assert torch.equal(state["object_head.weight"][rows], fresh[rows])
+    assert (record["relations_kept"], record["relations_fresh"]) == (2, 1) and len(record["sha256"]) == 64
+
+
+def test_a_start_learns_in_one_epoch_what_scratch_does_not(trained, tiny_encoder: Path, tmp_path: Path) -> None:
+    examples = generate(40, seed=7)  # what the starting point was trained on
+    one_epoch = dataclasses.replace(OVERFIT, epochs=1)
+    quiet = lambda message: None  # noqa: E731
+    scratch = train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path / "a", one_epoch, ReadSummary(), quiet)
+    started = dataclasses.replace(one_epoch, init_from=str(trained[0]))
+    warm = train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path / "b", started, ReadSummary(), quiet)
+    print(f"one epoch: from the start F1 {warm['f1']:.3f}, from scratch {scratch['f1']:.3f}")
+    assert warm["f1"] > 0.9 and scratch["f1"] < 0.5, (warm["f1"], scratch["f1"])
+    facts = json.loads((tmp_path / "b" / "extractor.json").read_text())["training"]
+    assert facts["init_from"]["relations_kept"] == len(RELATIONS) and facts["settings"]["init_from"] == str(trained[0])
+    assert f"started from `{trained[0]}`" in (tmp_path / "b" / "README.md").read_text()
+
+
+def test_a_start_from_another_encoder_or_no_model_is_refused_in_one_line(trained, tmp_path: Path) -> None:
+    files = {"train": tmp_path / "train.jsonl", "dev": tmp_path / "dev.jsonl"}
+    write_jsonl(generate(8, seed=3), files["train"])
+    write_jsonl(generate(4, seed=4), files["dev"])
+    wider = build_encoder(tmp_path / "wider", [e.text for e in generate(50, seed=1)], hidden=32)
+    result = triplex(*train_args(files, wider, tmp_path / "out", "--init-from", str(trained[0])))
+    assert_one_line_error(result, "--init-from", "hidden_size 64 against 32")
+    result = triplex(*train_args(files, wider, tmp_path / "out2", "--init-from", str(trained[1])))  # an export
+    assert_one_line_error(result, "not a trained model folder")
+    no_encoder = ["train", "--train", str(files["train"]), "--dev", str(files["dev"]), "--output", str(tmp_path / "o")]
+    assert_one_line_error(triplex(*no_encoder), "give --encoder")
