@@ -1,0 +1,103 @@
+"""Learning curves on a user's few sentences: trained from scratch, and from a starting point (``--init-from``).
+
+    python benchmarks/small_data.py --set duie1 --start runs/starts/zh-duie2 --sizes 200 500 1000 2601 --epochs 10
+
+For each size, the first N training sentences of the set (the same N for both runs), one ``triplex train``
+from the plain encoder and one from the starting point, with the same settings and epochs (the budget),
+one after the other; the kept epoch's dev F1 (at the thresholds chosen on dev) goes into
+benchmarks/results/small_data.json as ``{SET: {"scratch": {N: F1}, "init": {N: F1}, "init_from": ...}}``,
+with each run's minutes beside it. The starting point must not have seen the set; its model card says
+what it was trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import RESULTS, ROOT, machine, merge_results
+
+SETS = {  # training file, dev file, schema, encoder (under ../shared)
+    "duie1": (
+        "data/duie1_lic2019/train_data.sample2601.json",
+        "data/duie1_lic2019/dev_data.head300.json",
+        "data/duie1_lic2019/all_50_schemas",
+        "models/e5-small-multilingual-trimmed",
+    ),
+    "conll04": (
+        "data/conll04/conll04_train.json",
+        "data/conll04/conll04_dev.json",
+        "data/conll04/conll04_types.json",
+        "models/minilm-l6-h384-uncased",
+    ),
+}
+
+
+def subset(source: Path, count: int, target: Path) -> Path:
+    """The first ``count`` sentences of a JSON lines or JSON list file, in the same layout."""
+    text = source.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        target.write_text(json.dumps(json.loads(text)[:count], ensure_ascii=False), encoding="utf-8")
+    else:
+        target.write_text("".join(line + "\n" for line in text.splitlines()[:count]), encoding="utf-8")
+    return target
+
+
+def train(args: argparse.Namespace, train_file: Path, output: Path, start: Path | None, seed: int) -> dict:
+    data, dev, schema, encoder = SETS[args.set]
+    command = [sys.executable, "-m", "triplex", "train", "--train", str(train_file), "--dev", str(args.shared / dev),
+               "--schema", str(args.shared / schema), "--encoder", str(args.shared / encoder), "--output", str(output),
+               "--epochs", str(args.epochs), "--seed", str(seed), "--overwrite", "--quiet"]  # fmt: skip
+    if start is not None:
+        command += ["--init-from", str(start)]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    best = json.loads((output / "extractor.json").read_text())["training"]["best"]
+    f1 = best.get("f1_at_chosen_thresholds", best["f1"])
+    return {"f1": round(f1, 4), "epoch": best["epoch"], "minutes": round((time.perf_counter() - started) / 60, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", choices=SETS, required=True)
+    parser.add_argument("--start", type=Path, required=True, help="a trained model folder that did not see --set")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 500, 1000])
+    parser.add_argument("--epochs", type=int, default=10, help="the same for every run: the budget")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--modes", nargs="+", choices=("scratch", "init"), default=["scratch", "init"])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "small")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    card = json.loads((args.start / "extractor.json").read_text())["training"]
+    stored = RESULTS / "small_data.json"
+    results = (json.loads(stored.read_text()) if stored.is_file() else {}).get(args.set, {})
+    results |= {
+        "init_from": {
+            "path": str(args.start),
+            "trained_on": [f["path"] for f in card["files"] if f["role"] == "train"],
+        },
+        "epochs": args.epochs,
+        "machine": f"CPU only: {machine()}",
+    }
+    for size in args.sizes:
+        train_file = subset(args.shared / SETS[args.set][0], size, args.work / f"{args.set}_{size}.json")
+        for mode in args.modes:
+            for seed in args.seeds:
+                output = args.work / f"{args.set}_{size}_{mode}_{seed}"
+                run = train(args, train_file, output, args.start if mode == "init" else None, seed)
+                results.setdefault(f"{mode}_runs", {}).setdefault(str(size), {})[str(seed)] = run
+                runs = results[f"{mode}_runs"][str(size)].values()
+                results.setdefault(mode, {})[str(size)] = round(statistics.median(r["f1"] for r in runs), 4)
+                print(args.set, size, mode, seed, run, flush=True)
+                merge_results("small_data", {args.set: results})
+
+
+if __name__ == "__main__":
+    main()
