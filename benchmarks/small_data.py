@@ -56,6 +56,8 @@ def train(args: argparse.Namespace, train_file: Path, output: Path, start: Path 
                "--epochs", str(args.epochs), "--seed", str(seed), "--overwrite", "--quiet"]  # fmt: skip
     if start is not None:
         command += ["--init-from", str(start)]
+    if args.lr is not None:
+        command += ["--lr", str(args.lr)]
     started = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     best = json.loads((output / "extractor.json").read_text())["training"]["best"]
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 500, 1000])
     parser.add_argument("--epochs", type=int, default=10, help="the same for every run: the budget")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--lr", type=float, help="encoder learning rate (default: the CLI's); recorded as MODE@lr=LR")
     parser.add_argument("--modes", nargs="+", choices=("scratch", "init"), default=["scratch", "init"])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "small")
@@ -90,12 +93,13 @@ def main() -> None:
         train_file = subset(args.shared / SETS[args.set][0], size, args.work / f"{args.set}_{size}.json")
         for mode in args.modes:
             for seed in args.seeds:
-                output = args.work / f"{args.set}_{size}_{mode}_{seed}"
+                key = mode if args.lr is None else f"{mode}@lr={args.lr:g}"
+                output = args.work / f"{args.set}_{size}_{key}_{seed}"
                 run = train(args, train_file, output, args.start if mode == "init" else None, seed)
-                results.setdefault(f"{mode}_runs", {}).setdefault(str(size), {})[str(seed)] = run
-                runs = results[f"{mode}_runs"][str(size)].values()
-                results.setdefault(mode, {})[str(size)] = round(statistics.median(r["f1"] for r in runs), 4)
-                print(args.set, size, mode, seed, run, flush=True)
+                results.setdefault(f"{key}_runs", {}).setdefault(str(size), {})[str(seed)] = run
+                runs = results[f"{key}_runs"][str(size)].values()
+                results.setdefault(key, {})[str(size)] = round(statistics.median(r["f1"] for r in runs), 4)
+                print(args.set, size, key, seed, run, flush=True)
                 merge_results("small_data", {args.set: results})
 
 
