@@ -69,3 +69,13 @@ def test_a_start_from_another_encoder_or_no_model_is_refused_in_one_line(trained
     assert_one_line_error(result, "not a trained model folder")
     no_encoder = ["train", "--train", str(files["train"]), "--dev", str(files["dev"]), "--output", str(tmp_path / "o")]
     assert_one_line_error(triplex(*no_encoder), "give --encoder")
+
+
+def test_a_model_that_finds_nothing_on_dev_is_reported(tiny_encoder: Path, tmp_path: Path) -> None:
+    """One epoch of a tiny model finds no triple (F1 0, as ``test_a_start_learns...`` shows): the CLI says so."""
+    files = {"train": tmp_path / "train.jsonl", "dev": tmp_path / "dev.jsonl"}
+    write_jsonl(generate(16, seed=3), files["train"])
+    write_jsonl(generate(8, seed=4), files["dev"])
+    result = triplex(*train_args(files, tiny_encoder, tmp_path / "out", "--epochs", "1", "--precision", "fp32"))
+    assert result.returncode == 0, result.stderr
+    assert "warning: the model finds no triple of --dev at any threshold tried" in result.stderr

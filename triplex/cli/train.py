@@ -249,3 +249,8 @@ def run(args: argparse.Namespace, console: Console) -> None:
     if "f1_at_chosen_thresholds" in best:
         figures += f", {best['f1_at_chosen_thresholds']:.4f} at the thresholds chosen on dev"
     console.log(f"{figures}; saved in {args.output}")
+    if not best["f1"] and not best.get("f1_at_chosen_thresholds") and any(example.triples for example in dev_examples):
+        console.log(
+            "warning: the model finds no triple of --dev at any threshold tried. Train longer, or, if the loss "
+            "stopped falling early, with a lower --lr (such as 1e-4: on small or long-text data 2e-4 can collapse)"
+        )
