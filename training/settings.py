@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..model.schema import Thresholds
+
 STATE_FILE = "training_state.pt"  # what --resume continues from
 
 
@@ -46,6 +48,10 @@ class TrainSettings:
     precision: str = "auto"  # fp32, bf16, or auto (see training.train.autocast_dtype)
     thresholds: str | None = None  # "START,END" (or four: subjects', objects') to keep; None: chosen on dev
     init_from: str | None = None  # a trained model folder to start from (training.start); None: the encoder alone
+
+    def base_thresholds(self) -> Thresholds:
+        """The thresholds every epoch's dev curve is drawn at: the given ones, else the known-good pair."""
+        return Thresholds.parse(self.thresholds) if self.thresholds else Thresholds()
 
 
 def check_device(device: str) -> str:

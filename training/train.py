@@ -361,7 +361,7 @@ def judge_epoch(
     settings, model = run.settings, run.model
     choose = not settings.thresholds and any(example.triples for example in dev_examples)
     judge_at_chosen = choose and sum(len(example.triples) for example in dev_examples) >= APART_MIN_TRIPLES
-    base = Thresholds.parse(settings.thresholds) if settings.thresholds else Thresholds()  # the curve's
+    base = settings.base_thresholds()
     model.eval()
     with ema.applied(model):
         evaluated = time.perf_counter()
@@ -458,7 +458,7 @@ def train(
     if run.start:
         training["init_from"] = run.start
     optimization = build_optimization(run, device, world, log)
-    base = Thresholds.parse(settings.thresholds) if settings.thresholds else Thresholds()  # the curve's
+    base = settings.base_thresholds()
     kept = Kept(thresholds=base, record={"chosen": "given", **base.to_dict()} if settings.thresholds else None)
     start_epoch = 0
     if settings.resume and (output / STATE_FILE).is_file():

@@ -205,7 +205,8 @@ class ExtractRecords:
         )
 
     def __call__(self, records: pa.Table) -> pa.Table:
-        found = self.extractor.extract_all(records["text"].to_pylist())
+        # the records were checked as they were read: straight to the windows
+        found = self.extractor.extract_windows(self.extractor.windows(records["text"].to_pylist()))
         rows = [
             {
                 "id": record_id,
