@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .sample import generate
 from .test_service import start_server, stop
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -110,3 +111,24 @@ def test_docs_and_redoc_load_offline(page_server: str, browser) -> None:
     page = browser.new_page()
     page.goto(page_server + "/docs")
     page.wait_for_selector(".swagger-ui .authorize")  # the bearer scheme gives an Authorize button
+
+
+def test_highlights_count_characters_as_the_api_does(page_server: str, browser) -> None:
+    """Emoji, a ZWJ sequence and a mathematical letter (each outside the BMP: two UTF-16 units in the page)
+    before and between the entities: every highlight still shows its entity's own text."""
+    plain = next(e for e in generate(40, seed=7) if e.triples)
+    first = min(plain.triples, key=lambda t: t.subject.start).subject
+    text = f"😀 👩‍💻 𝐀 {plain.text[: first.end]} 𝐀😀 {plain.text[first.end :]} 👩‍💻"
+    answer = httpx.post(f"{page_server}/v1/extract", json={"text": text}).json()["results"][0]["triples"]
+    entities = {(e["start"], e["end"]): e["text"] for t in answer for e in (t["subject"], t["object"])}
+    assert any(start > text.index("𝐀😀") for start, _ in entities), "no entity after the second group"
+    page = browser.new_page()
+    page.goto(page_server)
+    page.fill("#text", text)
+    page.click("#extract")
+    page.wait_for_selector("#highlighted mark.entity")
+    marks = page.locator("mark.entity")
+    shown = {(int(m.get_attribute("data-start")), int(m.get_attribute("data-end"))): m.inner_text()
+             for m in marks.all()}  # fmt: skip
+    assert shown == entities  # the sample's entities do not overlap, so each mark is one entity
+    assert page.locator("#highlighted").inner_text() == text

@@ -96,7 +96,8 @@ function showExamples(schema) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "example";
-    button.textContent = text.length > 70 ? `${text.slice(0, 67)}…` : text;
+    const chars = codePoints(text);
+    button.textContent = chars.length > 70 ? `${chars.slice(0, 67).join("")}…` : text;
     button.title = text;
     button.dataset.index = index;
     button.addEventListener("click", () => {
@@ -151,9 +152,16 @@ function render(text, triples) {
   $("answer").hidden = false;
 }
 
+// The API counts offsets in code points; JavaScript strings count UTF-16 units, two for every character
+// outside the Basic Multilingual Plane (emoji, mathematical letters). Every offset is read against this.
+function codePoints(text) {
+  return Array.from(text);
+}
+
 // The text cut at every entity boundary; each piece is marked with the entities that cover it.
 function renderText(text, entities) {
-  const cuts = new Set([0, text.length]);
+  const chars = codePoints(text);
+  const cuts = new Set([0, chars.length]);
   for (const entity of entities) {
     cuts.add(entity.start);
     cuts.add(entity.end);
@@ -164,7 +172,7 @@ function renderText(text, entities) {
   for (let i = 0; i + 1 < points.length; i++) {
     const [start, end] = [points[i], points[i + 1]];
     const covering = entities.filter((e) => e.start <= start && end <= e.end);
-    const piece = text.slice(start, end);
+    const piece = chars.slice(start, end).join("");
     if (!covering.length) {
       box.append(piece);
       continue;
