@@ -40,7 +40,7 @@ def main() -> None:
     for precision in ("fp32", "int8"):
         folder = args.work / f"{args.checkpoint.name}-{precision}"
         if not is_export(folder):
-            export(args.checkpoint, folder, precision)
+            export(args.checkpoint, folder, precision, calibration_texts=texts)
         extractors[f"onnx-{precision}"] = lambda batch, folder=folder: open_export(folder, "cpu", batch_size=batch)
 
     # Runs interleave (each repeat times every setting once) so a slow spell of a shared machine

@@ -156,6 +156,7 @@ class ExportInfo:
     final_max_difference: float | None
     onnxruntime: str
     triples_check: dict[str, int] | None = None  # reduced precision against PyTorch on real sentences
+    calibration: dict | None = None  # int8: how many sentences set its activation scales (and their sha256)
 
 
 @dataclass

@@ -7,6 +7,7 @@ graph 2, ``objects.onnx``:  hidden, subjects (N, 3: batch index, start, end), th
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import tempfile
@@ -18,15 +19,17 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from tokenizers import Tokenizer
 
 from ..model.extractor import identity, open_export
-from ..model.schema import ENCODER_FILE, OBJECTS_FILE, ExportInfo
-from ..model.tokenize import TOKENIZER_FILE
+from ..model.schema import ENCODER_FILE, OBJECTS_FILE, ExportInfo, ExtractorConfig
+from ..model.tokenize import TOKENIZER_FILE, encode_windows, load_tokenizer, pad
 from .network import EncoderGraph, ObjectsGraph, PointerExtractor, load_extractor, torch_extractor
 
 PRECISIONS = ("fp32", "fp16", "int8")
 OPSET = 17
 FP32_TOLERANCE = 1e-4
+CALIBRATION_TEXTS = 512  # sentences whose activations set int8's scales
 ALL_POSITIONS = torch.tensor([-1.0, -1.0])  # thresholds that let graph 2 return every position
 
 
@@ -110,21 +113,52 @@ def optimize_encoder(path: Path, model: PointerExtractor, precision: str) -> dic
     return fusions
 
 
-def quantize(path: Path) -> None:
-    """Dynamic int8 quantization of the matrix multiplications and the fused attention (QAttention), for
-    CPU. Quantizing attention too took the WebNLG* MiniLM encoder from 2.9 to 2.2 ms per sentence."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def calibration_feeds(
+    tokenizer: Tokenizer, config: ExtractorConfig, texts: list[str], batch_size: int = 16
+) -> list[dict[str, np.ndarray]]:
+    """The encoder's inputs for ``texts``, cut into windows as the extractor cuts them, in padded batches."""
+    windows = [w.ids for ws in encode_windows(tokenizer, texts, config.max_length, config.window_stride) for w in ws]
+    windows.sort(key=len)  # batches of similar length, as the extractor forms them
+    feeds = []
+    for begin in range(0, len(windows), batch_size):
+        input_ids, attention_mask = pad(windows[begin : begin + batch_size])
+        feeds.append({"input_ids": input_ids, "attention_mask": attention_mask})
+    return feeds
+
+
+def quantize(path: Path, feeds: list[dict[str, np.ndarray]]) -> None:
+    """Static int8 of the encoder's matrix multiplications, for CPU: the activations' scales are calibrated
+    once, on ``feeds``, and stored in the graph, so that a text's output does not depend on the texts
+    batched beside it (dynamic int8 takes one scale per batch: benchmarks/int8.py)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rest = iter(feeds)
+
+        def get_next(self) -> dict | None:
+            return next(self.rest, None)
 
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(scratch) / path.name
-        logging.disable(logging.WARNING)  # its advice to pre-process applies to static quantization
+        logging.disable(logging.WARNING)
         try:
-            quantize_dynamic(
+            quantize_static(
                 str(path),
                 str(target),
+                Feeds(),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["MatMul"],
+                per_channel=True,  # one scale per output column of each weight matrix
+                activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
-                op_types_to_quantize=["MatMul", "Attention"],
-                per_channel=True,  # one scale per output column: markedly closer to fp32 than one per matrix
+                calibrate_method=CalibrationMethod.MinMax,
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # fused ops have no inferred types
             )
         finally:
@@ -191,13 +225,17 @@ def export(
     precision: str = "fp32",
     log: Callable[[str], None] = print,
     check_texts: list[str] | None = None,
+    calibration_texts: list[str] | None = None,
 ) -> ExportInfo:
     """Write a self-contained export folder; fails when the graphs do not match PyTorch.
 
     fp32 is held to a tolerance on the probabilities. Reduced precision is judged by its decisions on
-    real sentences (``check_texts``): on random ids its probabilities may drift far for no harm."""
+    real sentences (``check_texts``): on random ids its probabilities may drift far for no harm. int8
+    takes its activation scales from ``calibration_texts`` (up to ``CALIBRATION_TEXTS`` of them)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
+    if precision == "int8" and not calibration_texts:
+        raise ValueError("int8 sets its activation scales on real sentences: give some (--calibration-data FILE)")
     model, config = load_extractor(checkpoint)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -208,12 +246,15 @@ def export(
     log(f"    max abs difference {difference:.2e}")
     log("3/4 optimising (transformer fusions)" + (f" and converting to {precision}" if precision != "fp32" else ""))
     fusions = optimize_encoder(output / ENCODER_FILE, model, precision)
+    calibration = None
     if precision == "int8":
-        quantize(output / ENCODER_FILE)
-        quantize(output / OBJECTS_FILE)
+        texts = calibration_texts[:CALIBRATION_TEXTS]
+        log(f"    calibrating int8 on {len(texts)} sentences")
+        quantize(output / ENCODER_FILE, calibration_feeds(load_tokenizer(Path(checkpoint)), config, texts))
+        calibration = {"sentences": len(texts), "sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest()}
     log(f"    fusions: {', '.join(f'{name} {count}' for name, count in fusions.items()) or 'none'}")
     shutil.copy(Path(checkpoint) / TOKENIZER_FILE, output / TOKENIZER_FILE)
-    config.export = ExportInfo(precision, fusions, difference, None, ort.__version__)
+    config.export = ExportInfo(precision, fusions, difference, None, ort.__version__, calibration=calibration)
     config.save(output)
     provider = "cuda" if precision == "fp16" else "cpu"
     if precision == "fp16" and "CUDAExecutionProvider" not in ort.get_available_providers():

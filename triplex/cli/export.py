@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from triplex.cli.common import CliError, Console
@@ -17,12 +18,34 @@ PRECISIONS = ("fp32", "fp16", "int8")
 def add_parser(command: argparse.ArgumentParser) -> None:
     command.add_argument("--model", required=True, help="trained model folder")
     command.add_argument("--output", required=True, help="export folder to write")
-    command.add_argument("--precision", default="fp32", help="fp32 (reference), fp16 (GPU) or int8 (CPU)")
+    command.add_argument(
+        "--precision", default="fp32", help="fp32 (reference), fp16 (GPU) or int8 (CPU, calibrated on real sentences)"
+    )
     command.add_argument(
         "--check-data",
         help="a data file (any training format) whose sentences judge fp16/int8 by their triples against PyTorch's",
     )
+    command.add_argument(
+        "--calibration-data",
+        help="int8: a data file whose sentences (up to 512) set the activation scales; default: the model's own "
+        "dev data, else its training data, as its model card names them",
+    )
     command.set_defaults(run=run)
+
+
+def calibration_texts(args: argparse.Namespace) -> list[str] | None:
+    """The sentences int8 calibrates on: --calibration-data, else the files the model was trained with."""
+    if args.precision != "int8":
+        return None
+    if args.calibration_data:
+        return [example.text for example in read_dataset(args.calibration_data)[0]]
+    training = json.loads((Path(args.model) / CONFIG_FILE).read_text()).get("training") or {}
+    files = {file.get("role"): file.get("path") for file in training.get("files", [])}
+    for role in ("dev", "train"):
+        if files.get(role) and Path(files[role]).is_file():
+            return [example.text for example in read_dataset(files[role])[0]]
+    raise CliError("int8 sets its activation scales on real sentences: give --calibration-data FILE (the "
+                   "model's own training and dev files are not where its model card says)")  # fmt: skip
 
 
 def check_model_dir(path: str) -> Path:
@@ -46,7 +69,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
     from triplex.training.export import export
 
     try:
-        info = export(Path(args.model), output, args.precision, console.log, check_texts)
+        info = export(Path(args.model), output, args.precision, console.log, check_texts, calibration_texts(args))
     except ValueError as error:
         raise CliError(str(error)) from None
     console.log(f"exported {args.precision} to {args.output} (fp32 parity {info.fp32_max_difference:.1e})")
