@@ -59,6 +59,17 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
         assert fragment in lines[-1]
 
 
+def test_int8_export_calibrates_on_the_models_dev_data(
+    cli_model: Path, sample_files: dict[str, Path], tmp_path: Path
+) -> None:
+    result = triplex("export", "--model", str(cli_model), "--output", str(tmp_path / "int8"), "--precision", "int8")
+    assert result.returncode == 0, result.stderr
+    dev_sentences = len(sample_files["dev"].read_text().splitlines())
+    assert f"calibrating int8 on {dev_sentences} sentences" in result.stderr
+    export = json.loads((tmp_path / "int8" / "extractor.json").read_text())["export"]
+    assert export["precision"] == "int8" and export["calibration"]["sentences"] == dev_sentences
+
+
 def test_evaluate_writes_metrics_and_errors(cli_model: Path, sample_files: dict[str, Path], tmp_path: Path) -> None:
     metrics_file, errors_file = tmp_path / "metrics.json", tmp_path / "errors.jsonl"
     result = triplex(
@@ -239,6 +250,9 @@ def bad_cases(files: dict[str, Path], encoder: Path, trained: tuple[Path, Path],
             ["train", *data, "--encoder", "models/no-such-encoder", "--output", str(tmp / "o2")], "not a model folder"),
         "export: from an export folder": (["export", "--model", str(export), "--output", str(tmp / "e")],
                                           "is an export folder"),
+        "export: int8 with no sentences to calibrate on": (
+            ["export", "--model", str(checkpoint), "--output", str(tmp / "i8"), "--precision", "int8"],
+            "--calibration-data"),
         "train: --resume with no saved state": (["train", *data, *fresh, "--resume"], "no training state"),
         "train: non-empty --output": (["train", *data, "--encoder", str(encoder), "--output", str(full)],
                                       "--overwrite"),
