@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -11,9 +12,18 @@ from tokenizers import Tokenizer
 from triplex.model.schema import Entity, Triple
 from triplex.model.tokenize import encode_windows
 from triplex.training.data import Example, ReadSummary
-from triplex.training.network import OBJECT_POWER, SUBJECT_POWER
-from triplex.training.settings import auto_epochs
-from triplex.training.targets import Feature, collate, make_features, mask_tokens, pointer_bce, pointer_loss
+from triplex.training.network import OBJECT_POWER, SUBJECT_POWER, PointerExtractor, load_encoder
+from triplex.training.settings import TrainSettings, auto_epochs
+from triplex.training.targets import (
+    Feature,
+    collate,
+    make_features,
+    mask_tokens,
+    pointer_bce,
+    pointer_loss,
+    slices,
+)
+from triplex.training.train import step_slices
 
 from .sample import RELATIONS, generate
 
@@ -115,3 +125,26 @@ def test_masking_hides_only_tokens_between_the_special_ones_at_about_the_rate() 
     again = mask_tokens(batch, 0.3, 7, torch.Generator().manual_seed(0))
     assert torch.equal(again, masked)  # drawn from the epoch's generator: the same after --resume
     assert torch.equal(mask_tokens(batch, 0.0, 7, torch.Generator()), batch.input_ids)
+
+
+def test_a_long_batch_in_slices_gives_the_whole_batchs_loss_and_gradients(tiny_encoder: Path) -> None:
+    torch.manual_seed(0)
+    model = PointerExtractor(load_encoder(tiny_encoder), len(RELATIONS)).eval()  # eval: no dropout to differ
+    tokenizer = Tokenizer.from_file(str(tiny_encoder / "tokenizer.json"))
+    examples = generate(12, seed=5)
+    windows = encode_windows(tokenizer, [e.text for e in examples], 64, 16)
+    features = make_features(examples, windows, [r.label for r in RELATIONS], ReadSummary())
+
+    def step(max_tokens: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad()
+        settings = TrainSettings(max_batch_tokens=max_tokens, precision="fp32")
+        run = SimpleNamespace(settings=settings, config=SimpleNamespace(relations=RELATIONS), mask_id=None)
+        scaler = torch.amp.GradScaler("cuda", enabled=False)
+        loss = step_slices(run, model, features, torch.device("cpu"), None, scaler, torch.Generator())
+        return loss, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    assert len(slices(features, 10**6)) == 1 and len(slices(features, 60)) >= 4
+    (whole_loss, whole), (sliced_loss, sliced) = step(10**6), step(60)
+    assert torch.allclose(whole_loss, sliced_loss, atol=1e-6) and whole.keys() == sliced.keys()
+    for name, gradient in whole.items():
+        assert torch.allclose(gradient, sliced[name], rtol=1e-4, atol=1e-7), name

@@ -40,6 +40,9 @@ class TrainSettings:
     # share of training tokens hidden behind the mask token, entities' too, drawn anew for every batch
     mask_rate: float = 0.0
     max_length: int = 256
+    # padded tokens per forward pass: a longer batch runs in slices whose gradients add up to the batch's,
+    # so memory follows this, not the longest batch (benchmarks/README.md, "Training memory")
+    max_batch_tokens: int = 512
     seed: int = 42
     device: str = "auto"
     accumulate: int = 1

@@ -148,16 +148,53 @@ def pointer_bce(logits: torch.Tensor, targets: torch.Tensor, power: int) -> torc
     return -(targets * log_p + (1 - targets) * log_not_p)
 
 
+@dataclass
+class LossParts:
+    """A pointer loss as sums and the counts they are averaged over, so that the slices of one batch
+    (``slices``) add up to the loss of the whole batch."""
+
+    subject_sum: torch.Tensor
+    subject_count: torch.Tensor
+    object_sum: torch.Tensor
+    object_count: torch.Tensor
+
+    def loss(self, subject_weight: float, subject_count: torch.Tensor, object_count: torch.Tensor) -> torch.Tensor:
+        """This part's share of the loss of a batch with those counts in all."""
+        return subject_weight * self.subject_sum / subject_count + self.object_sum / object_count.clamp(min=1)
+
+
+def loss_parts(subject_logits: torch.Tensor, object_logits: torch.Tensor, batch: TrainingBatch) -> LossParts:
+    mask = batch.attention_mask.float()
+    subject_loss = pointer_bce(subject_logits, batch.subject_targets, SUBJECT_POWER).mean(-1)
+    object_mask = mask[batch.subjects[:, 0]] * batch.object_weight[:, None]
+    object_loss = pointer_bce(object_logits, batch.object_targets, OBJECT_POWER).mean(-1).sum(-1)
+    return LossParts((subject_loss * mask).sum(), mask.sum(), (object_loss * object_mask).sum(), object_mask.sum())
+
+
 def pointer_loss(
     subject_logits: torch.Tensor, object_logits: torch.Tensor, batch: TrainingBatch, subject_weight: float
 ) -> torch.Tensor:
     """Subject loss averaged over tokens, times ``subject_weight`` (see TrainSettings.subject_loss_weight), plus
     object loss summed over relations, averaged over tokens; on the probabilities the graphs output (the powers
     SUBJECT_POWER and OBJECT_POWER of the sigmoid)."""
-    mask = batch.attention_mask.float()
-    subject_loss = pointer_bce(subject_logits, batch.subject_targets, SUBJECT_POWER).mean(-1)
-    subject_loss = (subject_loss * mask).sum() / mask.sum()
-    object_mask = mask[batch.subjects[:, 0]] * batch.object_weight[:, None]
-    object_loss = pointer_bce(object_logits, batch.object_targets, OBJECT_POWER).mean(-1).sum(-1)
-    object_loss = (object_loss * object_mask).sum() / object_mask.sum().clamp(min=1)
-    return subject_weight * subject_loss + object_loss
+    parts = loss_parts(subject_logits, object_logits, batch)
+    return parts.loss(subject_weight, parts.subject_count, parts.object_count)
+
+
+def slices(features: list[Feature], max_tokens: int) -> list[list[Feature]]:
+    """The batch's sentences in runs whose padded size (rows times the longest) stays within ``max_tokens``
+    (a sentence longer than that is a run of its own): a long batch's activations are held one run at a
+    time, and the runs' gradients add up to the batch's."""
+    if len(features) * max(len(f.ids) for f in features) <= max_tokens:
+        return [features]
+    runs: list[list[Feature]] = []
+    longest = 0
+    for feature in sorted(features, key=lambda f: len(f.ids)):
+        longest_with = max(longest, len(feature.ids))
+        if runs and longest_with * (len(runs[-1]) + 1) <= max_tokens:
+            runs[-1].append(feature)
+            longest = longest_with
+        else:
+            runs.append([feature])
+            longest = len(feature.ids)
+    return runs

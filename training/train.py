@@ -31,7 +31,7 @@ from .evaluate import APART_MIN_TRIPLES, Choice, cached, choose_thresholds, scor
 from .network import PointerExtractor, TorchRuntime, load_encoder, save_extractor
 from .settings import STATE_FILE, TrainSettings, auto_epochs
 from .start import start_from
-from .targets import Feature, collate, length_batches, make_features, mask_tokens, pointer_loss
+from .targets import Feature, collate, length_batches, loss_parts, make_features, mask_tokens, slices
 
 LOG_FILE = "training_log.jsonl"
 # Measured on this project's CPU (AVX-512 BF16, no AMX), benchmarks/train_throughput.py, median of 3:
@@ -292,19 +292,12 @@ def train_epoch(
     started, sentences, loss_sum, skipped = time.perf_counter(), 0, 0.0, 0
     masking = torch.Generator().manual_seed(settings.seed * 1000 + epoch)  # the same masks after --resume
     for step, batch_features in enumerate(batches):
-        batch = collate(batch_features, len(run.config.relations), settings.negative_subjects)
-        if settings.mask_rate:
-            batch.input_ids = mask_tokens(batch, settings.mask_rate, run.mask_id, masking)
-        batch = batch.to(device)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            subject_logits, object_logits = trained(batch.input_ids, batch.attention_mask, batch.subjects)
-        loss = pointer_loss(subject_logits, object_logits, batch, settings.subject_loss_weight)
+        loss = step_slices(run, trained, batch_features, device, amp_dtype, scaler, masking)
         if not torch.isfinite(loss):  # never let one bad batch poison the weights
             skipped += 1
             optimizer.zero_grad(set_to_none=True)
             bar.update(1)
             continue
-        scaler.scale(loss / settings.accumulate).backward()
         if (step + 1) % settings.accumulate == 0 or step + 1 == len(batches):
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -322,6 +315,42 @@ def train_epoch(
     bar.close()
     seconds = time.perf_counter() - started
     return {"loss": loss_sum / max(1, len(batches)), "train_sentences_per_s": sentences / seconds, "skipped": skipped}
+
+
+def step_slices(
+    run: Run,
+    trained: torch.nn.Module,
+    features: list[Feature],
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    scaler: torch.amp.GradScaler,
+    masking: torch.Generator,
+) -> torch.Tensor:
+    """Forward and backward through one batch, in slices of at most ``max_batch_tokens`` padded tokens;
+    the batch's loss (NaN or infinite as soon as one slice's is, and then not all of it is backpropagated)."""
+    settings = run.settings
+    parts = [
+        collate(part, len(run.config.relations), settings.negative_subjects)
+        for part in slices(features, settings.max_batch_tokens)
+    ]
+    # the loss is averaged over all the batch's tokens: each slice adds its sums over these counts
+    subject_count = sum(part.attention_mask.sum() for part in parts).to(device)
+    object_count = sum((part.attention_mask[part.subjects[:, 0]].sum(1) * part.object_weight).sum() for part in parts)
+    object_count = object_count.to(device)
+    loss = torch.zeros((), device=device)
+    for part in parts:
+        if settings.mask_rate:
+            part.input_ids = mask_tokens(part, settings.mask_rate, run.mask_id, masking)
+        part = part.to(device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            subject_logits, object_logits = trained(part.input_ids, part.attention_mask, part.subjects)
+        parts_loss = loss_parts(subject_logits, object_logits, part)
+        share = parts_loss.loss(settings.subject_loss_weight, subject_count, object_count)
+        if not torch.isfinite(share):
+            return share.detach()
+        scaler.scale(share / settings.accumulate).backward()
+        loss = loss + share.detach()
+    return loss
 
 
 def distributed_rank() -> tuple[int, int]:

@@ -56,6 +56,8 @@ VALUE_FLAGS = [
     ("--subject-loss-weight", "subject_loss_weight", float, "weight of the subject loss beside the object loss"),
     ("--mask-rate", "mask_rate", float, "share of training tokens hidden behind the mask token (0: none)"),
     ("--accumulate", "accumulate", int, "batches per optimizer step"),
+    ("--max-batch-tokens", "max_batch_tokens", int,
+     "padded tokens per forward pass: a larger batch runs in slices (same gradients, less memory)"),
     ("--seed", "seed", int, "random seed"),
     ("--device", "device", str, "auto, cpu, cuda or cuda:N"),
 ]  # fmt: skip
@@ -113,6 +115,8 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise CliError(f"--subject-loss-weight {args.subject_loss_weight}: give a positive number")
     if not 0 <= args.mask_rate < 1:  # also NaN
         raise CliError(f"--mask-rate {args.mask_rate}: give a share from 0 up to, not including, 1")
+    if args.max_batch_tokens < 1:
+        raise CliError(f"--max-batch-tokens {args.max_batch_tokens}: give a positive number of tokens")
     parse_thresholds(args.thresholds)
 
 
@@ -189,6 +193,7 @@ def settings_of(args: argparse.Namespace) -> TrainSettings:
         seed=args.seed,
         device=args.device,
         accumulate=args.accumulate,
+        max_batch_tokens=args.max_batch_tokens,
         resume=args.resume,
         thresholds=args.thresholds,
         precision=args.precision,
