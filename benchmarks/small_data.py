@@ -65,6 +65,15 @@ def train(args: argparse.Namespace, train_file: Path, output: Path, start: Path 
     return {"f1": round(f1, 4), "epoch": best["epoch"], "minutes": round((time.perf_counter() - started) / 60, 1)}
 
 
+def trained_on(start: Path, card: dict) -> list[str]:
+    """The public files a starting point was trained on: benchmarks/starts.py lists them beside its
+    combined training file; a start trained on one file names it in its model card."""
+    sources = start.with_name(start.name + ".data") / "sources.json"
+    if sources.is_file():
+        return json.loads(sources.read_text())
+    return [f["path"] for f in card["files"] if f["role"] == "train"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", choices=SETS, required=True)
@@ -84,7 +93,7 @@ def main() -> None:
     results |= {
         "init_from": {
             "path": str(args.start),
-            "trained_on": [f["path"] for f in card["files"] if f["role"] == "train"],
+            "trained_on": trained_on(args.start, card),
         },
         "epochs": args.epochs,
         "machine": f"CPU only: {machine()}",

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from common import ROOT, machine, merge_results
+from common import RESULTS, ROOT, machine, merge_results
 
 
 def measure(encoder: str, length: int, max_batch_tokens: int, relations: int) -> float:
@@ -59,7 +59,9 @@ def main() -> None:
         encoder, length, tokens = args.one
         print(json.dumps(measure(encoder, int(length), int(tokens), args.relations)))
         return
-    results = {"machine": f"CPU only: {machine()}", "batch_size": 16, "relations": args.relations, "peak_mb": {}}
+    stored = RESULTS / "train_memory.json"
+    results = json.loads(stored.read_text()) if stored.is_file() else {"peak_mb": {}}
+    results |= {"machine": f"CPU only: {machine()}", "batch_size": 16, "relations": args.relations}
     for encoder in args.encoders:
         for tokens in args.max_batch_tokens:
             for length in args.lengths:
@@ -69,7 +71,7 @@ def main() -> None:
                 key = f"{Path(encoder).name}, max_batch_tokens {tokens}, length {length}"
                 results["peak_mb"][key] = peak
                 print(key, peak, "MB", flush=True)
-    merge_results("train_memory", results)
+                merge_results("train_memory", results)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,96 @@
+"""Build a starting point (for ``triplex train --init-from``) from several public datasets at once.
+
+    python benchmarks/starts.py --sets webnlg_star nyt_star --encoder ../shared/models/minilm-l6-h384-uncased \
+        --output runs/starts/en-webnlg-nyt --epochs 3
+
+Each set's predicates are prefixed with its name (``nyt_star:/people/person/place_lived``), so the sets'
+schemas stay apart in one object head; the sets' training sentences are shuffled together and their dev
+sentences (a set without a dev file gives up its last ``--dev-size`` training sentences) make one dev file.
+The result is an ordinary checkpoint whose model card names the combined files; the combined files and
+the trailing arguments' ``triplex train`` run are written under ``--output``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+from common import ROOT
+
+from triplex.model.schema import Relation, Triple
+from triplex.training.data import Example, read_dataset, read_schema, write_jsonl, write_schema
+
+SETS = {  # training file, dev file (None: split off the training file), schema (under ../shared/data)
+    "webnlg_star": ("webnlg_star_casrel/train_triples.json", "webnlg_star_casrel/dev_triples.json",
+                    "webnlg_star_casrel/rel2id.json"),
+    "nyt_star": ("nyt_star_casrel/dev_triples.json", None, "nyt_star_casrel/rel2id.json"),
+    "webnlg_exact": ("webnlg_exact/train_triples.json", "webnlg_exact/dev_triples.json", "webnlg_exact/rel2id.json"),
+    "nyt_exact": ("nyt_exact/dev_triples.json", None, "nyt_exact/rel2id.json"),
+    "conll04": ("conll04/conll04_train.json", "conll04/conll04_dev.json", "conll04/conll04_types.json"),
+    "duie1": ("duie1_lic2019/train_data.sample2601.json", "duie1_lic2019/dev_data.head300.json",
+              "duie1_lic2019/all_50_schemas"),
+    "duie2": ("duie2/duie_train.head5000.json", "duie2/duie_dev.head1000.json", "duie2/duie_schema.json"),
+}  # fmt: skip
+
+
+def prefixed(name: str, examples: list[Example]) -> list[Example]:
+    """The examples with every predicate named ``NAME:predicate``."""
+    return [
+        Example(e.text, [Triple(t.subject, f"{name}:{t.predicate}", t.object, t.score) for t in e.triples])
+        for e in examples
+    ]
+
+
+def combine(names: list[str], data: Path, dev_size: int, seed: int) -> tuple[list, list, list[Relation]]:
+    train: list[Example] = []
+    dev: list[Example] = []
+    relations: list[Relation] = []
+    for name in names:
+        train_file, dev_file, schema = SETS[name]
+        examples = prefixed(name, read_dataset(data / train_file)[0])
+        if dev_file is None:
+            examples, held = examples[:-dev_size], examples[-dev_size:]
+        else:
+            held = prefixed(name, read_dataset(data / dev_file)[0])[:dev_size]
+        train += examples
+        dev += held
+        relations += [
+            Relation(f"{name}:{r.predicate}", r.subject_type, r.object_type)
+            for r in read_schema(data / schema)
+            if not r.slot or r.slot == "@value"
+        ]
+        print(f"{name}: {len(examples)} training, {len(held)} dev sentences", flush=True)
+    random.Random(seed).shuffle(train)
+    return train, dev, relations
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", nargs="+", choices=SETS, required=True)
+    parser.add_argument("--encoder", required=True)
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--dev-size", type=int, default=300, help="dev sentences per set")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--seed", type=int, default=42)
+    args, train_args = parser.parse_known_args()
+    files = args.output.with_name(args.output.name + ".data")
+    files.mkdir(parents=True, exist_ok=True)
+    train, dev, relations = combine(args.sets, args.data, args.dev_size, args.seed)
+    write_jsonl(train, files / "train.jsonl")
+    write_jsonl(dev, files / "dev.jsonl")
+    write_schema(files / "schema.jsonl", relations)
+    sources = [str(args.data / SETS[name][0]) for name in args.sets]  # what the start saw, for small_data.py
+    (files / "sources.json").write_text(json.dumps(sources, indent=2))
+    command = [sys.executable, "-m", "triplex", "train", "--train", str(files / "train.jsonl"),
+               "--dev", str(files / "dev.jsonl"), "--schema", str(files / "schema.jsonl"),
+               "--encoder", args.encoder, "--output", str(args.output), "--seed", str(args.seed),
+               *train_args]  # fmt: skip
+    subprocess.run(command, check=True, cwd=ROOT)
+
+
+if __name__ == "__main__":
+    main()
