@@ -113,7 +113,7 @@ def test_docs_and_redoc_load_offline(page_server: str, browser) -> None:
     page.wait_for_selector(".swagger-ui .authorize")  # the bearer scheme gives an Authorize button
 
 
-def test_highlights_count_characters_as_the_api_does(page_server: str, browser) -> None:
+def test_highlights_count_characters_as_the_api_does(page_server: str, browser, tmp_path: Path) -> None:
     """Emoji, a ZWJ sequence and a mathematical letter (each outside the BMP: two UTF-16 units in the page)
     before and between the entities: every highlight still shows its entity's own text."""
     plain = next(e for e in generate(40, seed=7) if e.triples)
@@ -132,3 +132,4 @@ def test_highlights_count_characters_as_the_api_does(page_server: str, browser) 
              for m in marks.all()}  # fmt: skip
     assert shown == entities  # the sample's entities do not overlap, so each mark is one entity
     assert page.locator("#highlighted").inner_text() == text
+    page.screenshot(path=str(SCREENSHOT.with_name("page-emoji.png") if SCREENSHOT else tmp_path / "emoji.png"))
