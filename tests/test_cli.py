@@ -156,7 +156,9 @@ def test_distributed_training_with_two_cpu_processes(
     sample_files: dict[str, Path], tiny_encoder: Path, tmp_path: Path
 ) -> None:
     distributed = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "triplex")
-    args = train_args(sample_files, tiny_encoder, tmp_path, "--epochs", "2", "--device", "cpu")
+    # slices of at most 64 tokens: each rank cuts its own batches into its own number of slices
+    extra = ("--epochs", "2", "--device", "cpu", "--max-batch-tokens", "64")
+    args = train_args(sample_files, tiny_encoder, tmp_path, *extra)
     result = triplex(*args, module=distributed)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distributed: 2 processes, backend gloo" in result.stderr

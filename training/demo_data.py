@@ -99,17 +99,6 @@ TRAIN_FORMS = [
     ("{zo}总部在{zc}。", [("zo", "总部", "zc")]),
     ("{o} hired {p} in March.", [("p", "works_for", "o")]),
     ("{o}, which {q} founded in 1990, opened an office in {c}.", [("o", "founded_by", "q")]),
-    # two people in one sentence, each with their own facts
-    ("{p} was born in {c}, and {q} works for {o}.", [("p", "born_in", "c"), ("q", "works_for", "o")]),
-    ("{p} works for {o}, while {q} was born in {c}.", [("p", "works_for", "o"), ("q", "born_in", "c")]),
-    (
-        "{p}, born in {c}, and {q}, born in {c2}, both work for {o}.",
-        [("p", "born_in", "c"), ("q", "born_in", "c2"), ("p", "works_for", "o"), ("q", "works_for", "o")],
-    ),
-    ("{p} met {q}, who was born in {c}.", [("q", "born_in", "c")]),
-    # a fact given by a pronoun in the next sentence: it belongs to the person the pronoun stands for
-    ("{p} was born in {c}. She works for {o}.", [("p", "born_in", "c"), ("p", "works_for", "o")]),
-    ("{p} joined {o} in 2012. He was born in {c}.", [("p", "works_for", "o"), ("p", "born_in", "c")]),
 ]
 # The same kinds of names in sentences that state none of the relations: the demo must stay silent.
 NEGATIVE_FORMS = [
@@ -160,9 +149,6 @@ HELD_OUT_FORMS = [
     ("Last year {o} employed {p} and two other chemists.", [("p", "works_for", "o")]),
     ("Born in {c}, {p} has worked for {o} since 2015.", [("p", "born_in", "c"), ("p", "works_for", "o")]),
     ("{p} now works at {o}, the firm {q} founded.", [("p", "works_for", "o"), ("o", "founded_by", "q")]),
-    ("While {p} was born in {c}, {q} was born in {c2}.", [("p", "born_in", "c"), ("q", "born_in", "c2")]),
-    ("{p} is employed by {o}, and {q} was born in {c}.", [("p", "works_for", "o"), ("q", "born_in", "c")]),
-    ("{p} was born in {c}. Today she works for {o}.", [("p", "born_in", "c"), ("p", "works_for", "o")]),
 ]
 
 
@@ -243,50 +229,16 @@ def distinct_values(rng: random.Random, pools: dict[str, list[str]]) -> dict[str
     return values
 
 
-# Marks a pasted text may open with or hold between sentences: each is its own token, never part of a name.
-MARKS = ["😀", "👍", "🙂", "★", "•", "-", "1.", "👩‍💻", "𝐀"]
-
-
-def one_sentence(rng: random.Random, pools: dict, forms: list, negatives: float, taken: set[str]) -> Example:
-    """A form (or, a ``negatives`` share of the time, a negative form) filled with names not in ``taken``."""
-    values = distinct_values(rng, pools)
-    while taken & set(values.values()):
-        values = distinct_values(rng, pools)
-    if rng.random() < negatives:
-        return labelled(rng.choice(NEGATIVE_FORMS), [], values, TYPES)
-    return labelled(*rng.choice(forms), values, TYPES)
-
-
-def joined(first: Example, second: Example, between: str) -> Example:
-    """Two examples as one text: ``between`` separates them, the second's spans move along."""
-    shift = len(first.text) + len(between)
-
-    def moved(entity: Entity) -> Entity:
-        return Entity(entity.text, entity.start + shift, entity.end + shift, entity.type)
-
-    moved_triples = [Triple(moved(t.subject), t.predicate, moved(t.object)) for t in second.triples]
-    return Example(first.text + between + second.text, first.triples + moved_triples)
-
-
-def demo_sentences(
-    count: int, seed: int, held_out: bool = False, negatives: float = 0.3, pairs: float = 0.3
-) -> list[Example]:
-    """``count`` labelled texts; a ``negatives`` share of the sentences state no relation (training only);
-    a ``pairs`` share of the texts are two or three sentences about different people (whose facts stay
-    apart); a tenth of the training texts put a mark (an emoji, a bullet) before a sentence."""
+def demo_sentences(count: int, seed: int, held_out: bool = False, negatives: float = 0.3) -> list[Example]:
+    """``count`` labelled sentences; a ``negatives`` share of them state no relation (training only)."""
     rng = random.Random(seed)
     pools = name_pools(held_out)
     forms = HELD_OUT_FORMS if held_out else TRAIN_FORMS
-    negatives = 0.0 if held_out else negatives
     examples = []
     for _ in range(count):
-        example = one_sentence(rng, pools, forms, negatives, set())
-        for _ in range(rng.choice((1, 1, 2)) if rng.random() < pairs else 0):
-            names = {e.text for t in example.triples for e in (t.subject, t.object)}
-            following = one_sentence(rng, pools, forms, negatives, names)
-            marked = not held_out and rng.random() < 0.1
-            example = joined(example, following, f" {rng.choice(MARKS)} " if marked else " ")
-        if not held_out and rng.random() < 0.1:
-            example = joined(Example("", []), example, rng.choice(MARKS) + rng.choice((" ", "")))
-        examples.append(example)
+        values = distinct_values(rng, pools)
+        if not held_out and rng.random() < negatives:
+            examples.append(labelled(rng.choice(NEGATIVE_FORMS), [], values, TYPES))
+        else:
+            examples.append(labelled(*rng.choice(forms), values, TYPES))
     return examples

@@ -160,7 +160,7 @@ class LossParts:
 
     def loss(self, subject_weight: float, subject_count: torch.Tensor, object_count: torch.Tensor) -> torch.Tensor:
         """This part's share of the loss of a batch with those counts in all."""
-        return subject_weight * self.subject_sum / subject_count + self.object_sum / object_count.clamp(min=1)
+        return subject_weight * (self.subject_sum / subject_count) + self.object_sum / object_count.clamp(min=1)
 
 
 def loss_parts(subject_logits: torch.Tensor, object_logits: torch.Tensor, batch: TrainingBatch) -> LossParts:

@@ -338,17 +338,20 @@ def step_slices(
     object_count = sum((part.attention_mask[part.subjects[:, 0]].sum(1) * part.object_weight).sum() for part in parts)
     object_count = object_count.to(device)
     loss = torch.zeros((), device=device)
-    for part in parts:
+    for index, part in enumerate(parts):
         if settings.mask_rate:
             part.input_ids = mask_tokens(part, settings.mask_rate, run.mask_id, masking)
         part = part.to(device)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            subject_logits, object_logits = trained(part.input_ids, part.attention_mask, part.subjects)
-        parts_loss = loss_parts(subject_logits, object_logits, part)
-        share = parts_loss.loss(settings.subject_loss_weight, subject_count, object_count)
-        if not torch.isfinite(share):
-            return share.detach()
-        scaler.scale(share / settings.accumulate).backward()
+        # DistributedDataParallel: gradients meet across ranks once per batch, however many slices each has
+        last = index == len(parts) - 1
+        with contextlib.nullcontext() if last or not hasattr(trained, "no_sync") else trained.no_sync():
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                subject_logits, object_logits = trained(part.input_ids, part.attention_mask, part.subjects)
+            parts_loss = loss_parts(subject_logits, object_logits, part)
+            share = parts_loss.loss(settings.subject_loss_weight, subject_count, object_count)
+            if not torch.isfinite(share):
+                return share.detach()
+            scaler.scale(share / settings.accumulate).backward()
         loss = loss + share.detach()
     return loss
 
