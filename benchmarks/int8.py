@@ -18,9 +18,8 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import onnx
-from common import ROOT, machine, merge_results
+from common import ROOT, machine, merge_results, rate
 
 from triplex.model.extractor import identity, open_export
 from triplex.model.schema import ENCODER_FILE, OBJECTS_FILE
@@ -62,12 +61,7 @@ def batch_dependence(folder: Path, texts: list[str], seed: int = 0) -> dict:
 def speed(folder: Path, texts: list[str], repeats: int = 3) -> float:
     extractor = open_export(folder, "cpu", batch_size=32)
     extractor(texts[:64])  # warm-up
-    rates = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        extractor(texts)
-        rates.append(len(texts) / (time.perf_counter() - started))
-    return float(np.median(rates))
+    return rate(lambda: len(extractor(texts)), repeats)[0]
 
 
 def main() -> None:

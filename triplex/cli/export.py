@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from triplex.cli.common import CliError, Console
 from triplex.files import FileError, output_folder
 from triplex.model.runtime import is_export
-from triplex.model.schema import CONFIG_FILE
+from triplex.model.schema import CONFIG_FILE, ExtractorConfig
 from triplex.training.data import read_dataset
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -39,7 +38,7 @@ def calibration_texts(args: argparse.Namespace) -> list[str] | None:
         return None
     if args.calibration_data:
         return [example.text for example in read_dataset(args.calibration_data)[0]]
-    training = json.loads((Path(args.model) / CONFIG_FILE).read_text()).get("training") or {}
+    training = ExtractorConfig.load(Path(args.model)).training or {}
     files = {file.get("role"): file.get("path") for file in training.get("files", [])}
     for role in ("dev", "train"):
         if files.get(role) and Path(files[role]).is_file():
