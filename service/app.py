@@ -7,6 +7,7 @@ them and runs the model.
 
 import asyncio
 import contextlib
+import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -42,7 +43,7 @@ from .middleware import CountRequests, Gate
 from .settings import ServiceSettings
 from .supervisor import EngineSupervisor
 
-DISCONNECT_POLL_S = 0.05
+FIRST_WAIT_S = 0.05  # an answer slower than this also listens for the client going away
 SLICE_CHARACTERS = 8000  # a big request's texts are tokenized this much at a time
 SLICE_WINDOWS = 64  # and decoded this many windows at a time
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 413, 415, 422, 429, 500, 503, 504)}
@@ -97,6 +98,9 @@ class FrontEnd:
         is set (tests, plain uvicorn)."""
         folder = Path(self.settings.model_dir)
         check_export_folder(folder)
+        # Each front end is one of several processes sharing the cores: tokenizers' thread pool would only
+        # add hand-offs between threads to every request (its own setting, read on every call).
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
         self.codec = Codec(load_tokenizer(folder), ExtractorConfig.load(folder))
         socket_path, supervisor = self.settings.engine_socket, None
         if socket_path is None:
@@ -291,24 +295,29 @@ def page_routes(app: FastAPI) -> APIRouter:
 
 
 async def wait_for_spans(client: EngineClient, windows: list[Encoded], request: Request, deadline: float) -> Spans:
-    """The engine's answer, or 504 at the deadline; a client that goes away has its request dropped."""
+    """The engine's answer, or 504 at the deadline; a client that goes away has its request dropped.
+
+    Most answers come within a moment, and waiting on the future alone costs least; past that moment, the
+    client's going away is awaited too (the ASGI server answers ``receive`` with a disconnect message),
+    which costs a task per request but no polling however long the request waits."""
+    gone: asyncio.Future | None = None
     try:
         request_id, future = client.submit(windows, deadline)
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ApiError(
-                        504,
-                        "timeout",
-                        "the request waited past its deadline; retry or raise TRIPLEX_REQUEST_TIMEOUT_S",
-                    )
-                done, _ = await asyncio.wait({future}, timeout=min(remaining, DISCONNECT_POLL_S))
-                if done:
-                    return future.result()
-                if await request.is_disconnected():
-                    raise ApiError(499, "client_closed", "the client closed the connection")
+            await asyncio.wait({future}, timeout=max(0.0, min(deadline - time.monotonic(), FIRST_WAIT_S)))
+            if not future.done():
+                gone = asyncio.ensure_future(request.receive())
+                timeout = max(0.0, deadline - time.monotonic())
+                await asyncio.wait({future, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if future.done():
+                return future.result()
+            if gone is not None and gone.done():
+                raise ApiError(499, "client_closed", "the client closed the connection")
+            message = "the request waited past its deadline; retry or raise TRIPLEX_REQUEST_TIMEOUT_S"
+            raise ApiError(504, "timeout", message)
         finally:
+            if gone is not None:
+                gone.cancel()
             if not future.done():
                 client.cancel(request_id)
     except EngineError as error:

@@ -36,6 +36,7 @@ class EngineClient:
         self.task: asyncio.Task | None = None
         self.closing = False
         self.connected = asyncio.Event()  # set once the first connection is made
+        self.outgoing: list[bytes] = []  # frames written together once this turn of the event loop ends
 
     @property
     def ready(self) -> bool:
@@ -99,13 +100,24 @@ class EngineClient:
         ids = np.concatenate([window.ids for window in windows])
         starts = np.concatenate([window.starts for window in windows])
         lengths = [len(window.ids) for window in windows]
-        self.writer.write(wire.frame(Submit(request_id, ids, starts, lengths, deadline)))
+        self.send(Submit(request_id, ids, starts, lengths, deadline))
         return request_id, future
+
+    def send(self, message: wire.Message) -> None:
+        """Queue a message; the requests that arrive in one turn of the event loop go out in one write."""
+        if not self.outgoing:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.outgoing.append(wire.frame(message))
+
+    def flush(self) -> None:
+        frames, self.outgoing = self.outgoing, []
+        if self.writer is not None:  # else the engine is gone, and its requests fail with fail_all
+            self.writer.write(b"".join(frames))
 
     def cancel(self, request_id: int) -> None:
         """The client left or the deadline passed: free the engine of the request."""
         if self.pending.pop(request_id, None) is not None and self.writer is not None:
-            self.writer.write(wire.frame(Cancel(request_id)))
+            self.send(Cancel(request_id))
 
     async def drain(self, timeout: float) -> None:
         """Wait (up to ``timeout``) for the requests in flight, then close."""

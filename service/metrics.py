@@ -71,6 +71,11 @@ class Metrics:
         self.engine_seconds = Histogram(
             "triplex_engine_seconds", "time the engine spends on a batch", buckets=LATENCY_BUCKETS, registry=registry
         )
+        self.engine_host_cpu = Counter(
+            "triplex_engine_host_cpu_seconds",
+            "CPU the engine process spends on its own work (scheduling, padding, decode, messages), ONNX Runtime apart",
+            registry=registry,
+        )
         self.dropped = Counter(
             "triplex_dropped_requests", "requests dropped before all their windows ran", ["reason"], registry=registry
         )

@@ -8,9 +8,9 @@ connecting, then ``Done`` or ``Failed`` for each request submitted.
 from __future__ import annotations
 
 import pickle
-import socket
 import struct
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
@@ -83,17 +83,13 @@ def parse(body: bytes) -> Message:
     return pickle.loads(body)
 
 
-def receive_exactly(connection: socket.socket, size: int) -> bytes:
-    chunks, left = [], size
-    while left:
-        chunk = connection.recv(min(left, 1 << 20))
-        if not chunk:
-            raise EOFError("connection closed")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def receive(connection: socket.socket) -> Message:
-    (size,) = HEADER.unpack(receive_exactly(connection, HEADER.size))
-    return parse(receive_exactly(connection, size))
+def receive(stream: BinaryIO) -> Message:
+    """The next message from a buffered reader over the socket (one ``recv`` brings many small messages)."""
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
+        raise EOFError("connection closed")
+    (size,) = HEADER.unpack(header)
+    body = stream.read(size)
+    if len(body) < size:
+        raise EOFError("connection closed")
+    return parse(body)

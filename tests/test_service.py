@@ -271,6 +271,23 @@ def two_workers(trained: tuple[Path, Path]):
     stop(process)
 
 
+def test_a_client_that_leaves_has_its_request_dropped(server) -> None:
+    _, url = server
+    body = json.dumps({"texts": [" ".join(TEXTS) * 3] * 48}).encode()  # thousands of windows: seconds of work
+    head = f"POST /v1/extract HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as connection:
+        connection.sendall(head.encode() + b"\r\n\r\n" + body)
+        time.sleep(0.5)  # queued in the engine by now
+    left = 'triplex_requests_total{route="/v1/extract",status="499"}'
+    for _ in range(100):  # the front end notices, answers 499 to no one and frees the engine of the rest
+        metrics = httpx.get(f"{url}/metrics").text
+        if metric(metrics, left) == 1 and metric(metrics, "triplex_queue_depth") == 0:
+            break
+        time.sleep(0.05)
+    assert metric(metrics, left) == 1 and metric(metrics, "triplex_queue_depth") == 0
+    assert httpx.post(f"{url}/v1/extract", json={"text": TEXTS[0]}).status_code == 200
+
+
 def test_two_workers_batch_together_and_match_the_cli(two_workers, trained: tuple[Path, Path], tmp_path: Path):
     _, url = two_workers
 
