@@ -45,6 +45,15 @@ def cli_model(sample_files: dict[str, Path], tiny_encoder: Path, tmp_path_factor
     return output
 
 
+@pytest.fixture(scope="module")
+def cli_export(cli_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``cli_model`` exported fp32: extraction from it starts in a second, where a checkpoint imports PyTorch."""
+    output = tmp_path_factory.mktemp("export") / "fp32"
+    result = triplex("export", "--model", str(cli_model), "--output", str(output), "--precision", "fp32")
+    assert result.returncode == 0, result.stderr
+    return output
+
+
 def train_args(files: dict[str, Path], encoder: Path, output: Path, *extra: str) -> list[str]:
     return ["train", "--train", str(files["train"]), "--dev", str(files["dev"]), "--encoder", str(encoder),
             "--output", str(output), *extra]  # fmt: skip
@@ -123,20 +132,20 @@ def test_evaluate_chooses_thresholds_and_stores_them(cli_model: Path, tmp_path: 
     assert not any("subject_start" in row for row in chosen["tried"])
 
 
-def test_thresholds_for_subjects_apart_from_objects(cli_model: Path, tmp_path: Path) -> None:
+def test_thresholds_for_subjects_apart_from_objects(cli_export: Path, tmp_path: Path) -> None:
     """Four thresholds: the subjects' pair, then the objects'; a strict objects' pair finds fewer triples
     than the same pair for subjects alone, and every extracted subject passes the subjects' pair."""
     data = tmp_path / "texts.jsonl"
     write_jsonl(generate(24, seed=17), data)
 
     def found(thresholds: str) -> int:
-        result = triplex("extract", "--model", str(cli_model), "--input", str(data), "--thresholds", thresholds)
+        result = triplex("extract", "--model", str(cli_export), "--input", str(data), "--thresholds", thresholds)
         assert result.returncode == 0, result.stderr
         return sum(len(json.loads(line)["triples"]) for line in result.stdout.splitlines())
 
     assert found("0.5,0.5,0.5,0.5") == found("0.5,0.5") > found("0.5,0.5,0.999,0.999")
     assert found("0.999,0.999,0.5,0.5") < found("0.5,0.5")
-    assert_one_line_error(triplex("extract", "--model", str(cli_model), "--text", "x", "--thresholds", "0.5,0.5,0.8"))
+    assert_one_line_error(triplex("extract", "--model", str(cli_export), "--text", "x", "--thresholds", "0.5,0.5,0.8"))
 
 
 def test_extract_prints_triples_with_offsets(cli_model: Path) -> None:
@@ -316,10 +325,10 @@ def test_version_and_help_defaults() -> None:
     assert "(default: auto)" in help_text and "--overwrite" in help_text and "--quiet" in help_text
 
 
-def test_extract_keeps_each_record_and_streams(cli_model: Path) -> None:
+def test_extract_keeps_each_record_and_streams(cli_export: Path) -> None:
     records = [{"id": "a-1", "text": "Alice Moreau was born in Osaka.", "meta": {"source": "mail"}}, "Mei Tanaka."]
     lines = "\n".join(json.dumps(record) for record in records) + "\n"
-    command = [sys.executable, "-m", "triplex", "extract", "--model", str(cli_model), "--input", "-"]
+    command = [sys.executable, "-m", "triplex", "extract", "--model", str(cli_export), "--input", "-"]
     result = subprocess.run(command + ["--output", "-"], input=lines, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     first, second = (json.loads(line) for line in result.stdout.splitlines())
@@ -339,8 +348,8 @@ def test_model_card_names_the_data_and_every_epoch(cli_model: Path, sample_files
     assert facts["settings"]["subject_loss_weight"] == 2.0  # the model card records it
 
 
-def test_quiet_prints_only_the_result(cli_model: Path) -> None:
-    result = triplex("extract", "--model", str(cli_model), "--text", "Mei Tanaka.", "--quiet")
+def test_quiet_prints_only_the_result(cli_export: Path) -> None:
+    result = triplex("extract", "--model", str(cli_export), "--text", "Mei Tanaka.", "--quiet")
     assert result.returncode == 0 and result.stderr == "" and json.loads(result.stdout)["text"] == "Mei Tanaka."
 
 

@@ -115,7 +115,8 @@ def test_long_text_finds_triples_across_windows_once(tiny_encoder: Path, tmp_pat
     # A tiny random model memorises positions rather than reading, so it learns the windows the
     # engine will cut; what is tested is the cutting, the offsets and the merging.
     examples = window_examples(text, gold, windows)
-    settings = dataclasses.replace(OVERFIT, max_length=max_length, epochs=150)
+    # thresholds given: choosing them after each of 150 epochs would take most of the time
+    settings = dataclasses.replace(OVERFIT, max_length=max_length, epochs=150, thresholds="0.5,0.5")
     train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path / "model", settings, ReadSummary(), lambda m: None)
     export(tmp_path / "model", tmp_path / "export", "fp32", log=lambda m: None)
     config = ExtractorConfig.load(tmp_path / "export")
