@@ -294,6 +294,11 @@ def page_routes(app: FastAPI) -> APIRouter:
     return pages
 
 
+def client_left(received: asyncio.Future) -> bool:
+    """Whether what ``receive`` gave once the body was read says that the client went away."""
+    return received.cancelled() or received.exception() is not None or received.result()["type"] == "http.disconnect"
+
+
 async def wait_for_spans(client: EngineClient, windows: list[Encoded], request: Request, deadline: float) -> Spans:
     """The engine's answer, or 504 at the deadline; a client that goes away has its request dropped.
 
@@ -305,14 +310,14 @@ async def wait_for_spans(client: EngineClient, windows: list[Encoded], request: 
         request_id, future = client.submit(windows, deadline)
         try:
             await asyncio.wait({future}, timeout=max(0.0, min(deadline - time.monotonic(), FIRST_WAIT_S)))
-            if not future.done():
-                gone = asyncio.ensure_future(request.receive())
-                timeout = max(0.0, deadline - time.monotonic())
-                await asyncio.wait({future, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            while not future.done() and (timeout := deadline - time.monotonic()) > 0:
+                gone = gone or asyncio.ensure_future(request.receive())
+                waiting = {future} if gone.done() else {future, gone}  # a message that was no disconnect: stop
+                await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not future.done() and gone.done() and client_left(gone):
+                    raise ApiError(499, "client_closed", "the client closed the connection")
             if future.done():
                 return future.result()
-            if gone is not None and gone.done():
-                raise ApiError(499, "client_closed", "the client closed the connection")
             message = "the request waited past its deadline; retry or raise TRIPLEX_REQUEST_TIMEOUT_S"
             raise ApiError(504, "timeout", message)
         finally:
