@@ -163,10 +163,15 @@ class LossParts:
         return subject_weight * (self.subject_sum / subject_count) + self.object_sum / object_count.clamp(min=1)
 
 
-def loss_parts(subject_logits: torch.Tensor, object_logits: torch.Tensor, batch: TrainingBatch) -> LossParts:
+def loss_masks(batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens the subject loss is averaged over, and per subject row those of the object loss (weighted)."""
     mask = batch.attention_mask.float()
+    return mask, mask[batch.subjects[:, 0]] * batch.object_weight[:, None]
+
+
+def loss_parts(subject_logits: torch.Tensor, object_logits: torch.Tensor, batch: TrainingBatch) -> LossParts:
+    mask, object_mask = loss_masks(batch)
     subject_loss = pointer_bce(subject_logits, batch.subject_targets, SUBJECT_POWER).mean(-1)
-    object_mask = mask[batch.subjects[:, 0]] * batch.object_weight[:, None]
     object_loss = pointer_bce(object_logits, batch.object_targets, OBJECT_POWER).mean(-1).sum(-1)
     return LossParts((subject_loss * mask).sum(), mask.sum(), (object_loss * object_mask).sum(), object_mask.sum())
 

@@ -31,7 +31,7 @@ from .evaluate import APART_MIN_TRIPLES, Choice, cached, choose_thresholds, scor
 from .network import PointerExtractor, TorchRuntime, load_encoder, save_extractor
 from .settings import STATE_FILE, TrainSettings, auto_epochs
 from .start import start_from
-from .targets import Feature, collate, length_batches, loss_parts, make_features, mask_tokens, slices
+from .targets import Feature, collate, length_batches, loss_masks, loss_parts, make_features, mask_tokens, slices
 
 LOG_FILE = "training_log.jsonl"
 # Measured on this project's CPU (AVX-512 BF16, no AMX), benchmarks/train_throughput.py, median of 3:
@@ -334,9 +334,9 @@ def step_slices(
         for part in slices(features, settings.max_batch_tokens)
     ]
     # the loss is averaged over all the batch's tokens: each slice adds its sums over these counts
-    subject_count = sum(part.attention_mask.sum() for part in parts).to(device)
-    object_count = sum((part.attention_mask[part.subjects[:, 0]].sum(1) * part.object_weight).sum() for part in parts)
-    object_count = object_count.to(device)
+    masks = [loss_masks(part) for part in parts]
+    subject_count = sum(mask.sum() for mask, _ in masks).to(device)
+    object_count = sum(object_mask.sum() for _, object_mask in masks).to(device)
     loss = torch.zeros((), device=device)
     for index, part in enumerate(parts):
         if settings.mask_rate:
