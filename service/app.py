@@ -7,7 +7,6 @@ them and runs the model.
 
 import asyncio
 import contextlib
-import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -98,9 +97,6 @@ class FrontEnd:
         is set (tests, plain uvicorn)."""
         folder = Path(self.settings.model_dir)
         check_export_folder(folder)
-        # Each front end is one of several processes sharing the cores: tokenizers' thread pool would only
-        # add hand-offs between threads to every request (its own setting, read on every call).
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"
         self.codec = Codec(load_tokenizer(folder), ExtractorConfig.load(folder))
         socket_path, supervisor = self.settings.engine_socket, None
         if socket_path is None:
