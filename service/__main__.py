@@ -20,6 +20,7 @@ from .logs import configure
 from .metrics import use_folder
 from .settings import ServiceSettings, SettingsError
 from .supervisor import EngineStartError, EngineSupervisor
+from .workers import run_workers
 
 
 def serve_parser() -> argparse.ArgumentParser:
@@ -75,18 +76,21 @@ def serve(argv: list[str] | None = None) -> int:
         print(f"triplex: error: {error}", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
         return 2
+    options = dict(
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        timeout_graceful_shutdown=int(settings.request_timeout_s) + 1,
+        log_level="info",
+        log_config=logging,
+        access_log=settings.access_log,
+    )
     try:
-        uvicorn.run(
-            "triplex.service.app:create_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            timeout_graceful_shutdown=int(settings.request_timeout_s) + 1,
-            log_level="info",
-            log_config=logging,
-            access_log=settings.access_log,
-        )
+        if settings.workers > 1:
+            run_workers(uvicorn.Config("triplex.service.app:create_app", **options))
+        else:
+            uvicorn.run("triplex.service.app:create_app", **options)
     finally:  # the workers have drained through the engine; now it can go
         supervisor.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -264,7 +264,7 @@ def server(trained: tuple[Path, Path]):
     stop(process)
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def two_workers(trained: tuple[Path, Path]):
     process, url = start_server(trained[1], "--workers", "2")
     yield process, url
@@ -329,6 +329,55 @@ def test_two_workers_batch_together_and_match_the_cli(two_workers, trained: tupl
     # both workers' requests are counted, and the one engine formed batches of several requests
     assert metric(metrics, 'triplex_requests_total{route="/v1/extract",status="200"}') == len(responses)
     assert metric(metrics, "triplex_batch_texts_count") > metric(metrics, 'triplex_batch_texts_bucket{le="1.0"}')
+
+
+def requests_per_worker(server: int) -> list[float]:
+    """/v1/extract requests answered by each front end of a ``--workers`` server, from its own metrics file."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and f"PPid:\t{server}\n" in read(p / "status")]
+    workers = [p for p in children if b"spawn_main" in read_bytes(p / "cmdline")]
+    environ = dict(v.split(b"=", 1) for v in read_bytes(workers[0] / "environ").split(b"\0") if b"=" in v)
+    folder = Path(environ[b"PROMETHEUS_MULTIPROC_DIR"].decode())
+    counts = []
+    for worker in workers:
+        files = [str(path) for path in folder.glob(f"*_{worker.name}.db")]
+        samples = [sample for family in MultiProcessCollector.merge(files) for sample in family.samples]
+        extract = [s for s in samples if s.name == "triplex_requests_total" and s.labels["route"] == "/v1/extract"]
+        counts.append(sum(s.value for s in extract))
+    return counts
+
+
+def read_bytes(path: Path) -> bytes:
+    with contextlib.suppress(OSError):
+        return path.read_bytes()
+    return b""
+
+
+def read(path: Path) -> str:
+    return read_bytes(path).decode(errors="replace")
+
+
+def test_two_workers_share_the_connections(two_workers) -> None:
+    """Connections opened together reach both workers (each has a listening socket of its own)."""
+    process, url = two_workers
+    before = requests_per_worker(process.pid)
+    body = json.dumps({"text": TEXTS[0]}).encode()
+    head = f"POST /v1/extract HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+    port = int(url.rsplit(":", 1)[1])
+    connections = [socket.socket() for _ in range(64)]
+    for connection in connections:  # all at once, as a load generator opens its connections
+        connection.setblocking(False)
+        connection.connect_ex(("127.0.0.1", port))
+    for connection in connections:
+        connection.setblocking(True)
+        connection.sendall(head.encode() + b"\r\n\r\n" + body)
+    for connection in connections:
+        assert connection.recv(12) == b"HTTP/1.1 200"
+        connection.close()
+    served = [after - earlier for after, earlier in zip(requests_per_worker(process.pid), before, strict=True)]
+    # the kernel hashes connections over the two sockets: fewer than 16 of 64 on one is a 4-sigma event
+    assert len(served) == 2 and sum(served) == 64 and min(served) >= 16, served
 
 
 def test_a_provider_that_cannot_load_stops_the_start_with_one_line(trained: tuple[Path, Path]) -> None:
