@@ -32,23 +32,10 @@ from pathlib import Path
 
 from common import ROOT, machine, merge_results
 from load import free_port
+from wrk import run_wrk, write_script
 
 TICK = os.sysconf("SC_CLK_TCK")
 LOADS = {"1-text": (1, 32), "32-text": (32, 2)}  # texts per request, concurrency
-LUA = """
-local bodies = {%s}
-local count = 0
-request = function()
-  count = count + 1
-  return wrk.format("POST", "/v1/extract", {["Content-Type"] = "application/json"}, bodies[count %% #bodies + 1])
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('{"requests": %%d, "failed": %%d, "seconds": %%.3f, "p50_ms": %%.2f, "p99_ms": %%.2f}\\n',
-    summary.requests, e.connect + e.read + e.write + e.timeout + e.status, summary.duration / 1e6,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
-end
-"""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -119,19 +106,6 @@ def requests_per_front_end(folder: Path, pids: list[int]) -> dict[int, float]:
     return served
 
 
-def run_wrk(script: Path, port: int, concurrency: int, seconds: float) -> tuple[dict, float]:
-    """wrk's summary, and its own CPU seconds (this process's children's times, before and after)."""
-    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{round(seconds)}s", "--timeout", "60s", "-s", str(script),
-               f"http://127.0.0.1:{port}"]  # fmt: skip
-    started = os.times()
-    result = subprocess.run(command, capture_output=True, text=True)
-    ended = os.times()
-    if result.returncode:
-        raise RuntimeError(f"wrk failed: {result.stderr.strip()}")
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    return summary, (ended.children_user + ended.children_system) - (started.children_user + started.children_system)
-
-
 def scripts(texts: list[str], folder: Path) -> dict[str, Path]:
     made = {}
     for load, (per_request, _) in LOADS.items():
@@ -140,9 +114,7 @@ def scripts(texts: list[str], folder: Path) -> dict[str, Path]:
         else:
             starts = range(0, len(texts) - per_request + 1, per_request)
             bodies = [{"texts": texts[i : i + per_request]} for i in starts]
-        lua = ",\n".join(f"[==[{json.dumps(body)}]==]" for body in bodies)
-        made[load] = folder / f"{load}.lua"
-        made[load].write_text(LUA % lua)
+        made[load] = write_script(bodies, folder / f"{load}.lua")
     return made
 
 

@@ -2,14 +2,14 @@
 
     python benchmarks/load.py --export runs/exports/webnlg-int8 --shared ../shared [--seconds 8] [--repeats 3]
 
-Starts `triplex serve` with --workers 1 and with --workers 2 (one engine process behind the HTTP
-front ends either way), sends WebNLG* dev sentences one per request at each concurrency for --seconds
-(a minimal keep-alive client on the same cores), and reads the mean batch size the engine formed from
-the aggregated /metrics. The engine alone is the Python API (`Extractor.extract_all`, tokenization included)
-on the same sentences in batches of that mean size, in dev order as clients send them (and sorted by
-length, its best case). Runs are interleaved: each repeat measures every setting once; figures are
-medians over repeats. Writes benchmarks/results/load.json.
-"""
+Starts `triplex serve` with --workers 1 and with --workers 2 (one engine process behind the HTTP front ends
+either way), sends WebNLG* dev sentences one per request at each concurrency for --seconds (with wrk, the
+native load generator, when it is installed: `make wrk`; otherwise a minimal keep-alive Python client; both on
+the same cores, their CPU per request reported), and reads the mean batch size the engine formed from the
+aggregated /metrics. The engine alone is the Python API (`Extractor.extract_all`, tokenization included) on
+the same sentences in batches of that mean size, in dev order as clients send them (and sorted by length, its
+best case). Runs are interleaved: each repeat measures every setting once; figures are medians over repeats.
+Writes benchmarks/results/load.json."""
 
 from __future__ import annotations
 
@@ -18,16 +18,19 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import uvloop
 from common import ROOT, machine, merge_results
+from wrk import run_wrk, write_script
 
 from triplex.model.extractor import Extractor, open_export
 
@@ -92,9 +95,33 @@ class Connection:
         return status
 
 
-async def drive(port: int, texts: list[str], concurrency: int, seconds: float) -> dict:
+def drive(port: int, texts: list[str], concurrency: int, seconds: float, script: Path | None) -> dict:
+    """One load at this concurrency: with wrk when ``script`` is given, else with the Python client."""
     url = f"http://127.0.0.1:{port}"
     windows_before, batches_before, padding_before = batch_totals(httpx.get(f"{url}/metrics").text)
+    if script is None:
+        started = time.process_time()
+        figures = uvloop.run(python_client(port, texts, concurrency, seconds))
+        client_cpu = time.process_time() - started
+    else:
+        summary, client_cpu = run_wrk(script, port, concurrency, seconds)
+        figures = {
+            "requests_per_s": round(summary["requests"] / summary["seconds"], 1),
+            "p50_ms": summary["p50_ms"],
+            "p99_ms": summary["p99_ms"],
+            "requests": summary["requests"],
+            "errors": summary["failed"],
+        }
+    windows_after, batches_after, padding_after = batch_totals(httpx.get(f"{url}/metrics").text)
+    batches = max(1, batches_after - batches_before)
+    return figures | {
+        "mean_batch_size": round((windows_after - windows_before) / batches, 2),
+        "mean_padding_ratio": round((padding_after - padding_before) / batches, 3),
+        "client_cpu_us_per_request": round(1e6 * client_cpu / max(1, figures["requests"]), 1),
+    }
+
+
+async def python_client(port: int, texts: list[str], concurrency: int, seconds: float) -> dict:
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
@@ -116,8 +143,6 @@ async def drive(port: int, texts: list[str], concurrency: int, seconds: float) -
     began = time.perf_counter()
     await asyncio.gather(*(worker(offset) for offset in range(concurrency)))
     elapsed = time.perf_counter() - began
-    windows_after, batches_after, padding_after = batch_totals(httpx.get(f"{url}/metrics").text)
-    batches = max(1, batches_after - batches_before)
     latencies.sort()
     return {
         "requests_per_s": round(len(latencies) / elapsed, 1),
@@ -125,8 +150,6 @@ async def drive(port: int, texts: list[str], concurrency: int, seconds: float) -
         "p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 2),
         "requests": len(latencies),
         "errors": errors,
-        "mean_batch_size": round((windows_after - windows_before) / batches, 2),
-        "mean_padding_ratio": round((padding_after - padding_before) / batches, 3),
     }
 
 
@@ -158,9 +181,13 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=LEVELS, help="concurrency levels")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="front-end processes to try")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
+    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto", help="auto: wrk when installed")
     args = parser.parse_args()
     dev = json.loads((args.shared / "data/webnlg_star_casrel/dev_triples.json").read_text())
     texts = [item["text"] for item in dev]
+    client = ("wrk" if shutil.which("wrk") else "python") if args.client == "auto" else args.client
+    work = Path(tempfile.mkdtemp(prefix="triplex-load-"))
+    script = write_script([{"text": text} for text in texts], work / "load.lua") if client == "wrk" else None
 
     servers = {}
     for workers in args.workers:
@@ -172,7 +199,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, (_, port) in servers.items():
                 for concurrency in args.levels:
-                    figures = uvloop.run(drive(port, texts, concurrency, args.seconds))
+                    figures = drive(port, texts, concurrency, args.seconds, script)
                     runs.setdefault(f"{name}/c{concurrency}", []).append(figures)
                     print(name, concurrency, figures, flush=True)
                     batch = max(1, round(figures["mean_batch_size"]))
@@ -184,12 +211,14 @@ def main() -> None:
         for process, _ in servers.values():
             process.terminate()
             process.wait()
+        shutil.rmtree(work, ignore_errors=True)
     result: dict = {
         "export": str(args.export),
         "device": f"CPU only: {machine()}",
         "seconds_per_level": args.seconds,
         "repeats": args.repeats,
-        "client": "one asyncio process on the same 2 cores, minimal keep-alive HTTP/1.1, one sentence per request",
+        "client": f"{'wrk, one thread' if client == 'wrk' else 'one asyncio process, minimal keep-alive HTTP/1.1'}"
+        " on the same cores, one sentence per request",
     }
     for key, figures in runs.items():
         result[key] = median_of(figures)
