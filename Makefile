@@ -35,12 +35,13 @@ chromium:
 	@command -v chromium > /dev/null || { $(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium > /dev/null; }
 
-# The native load generator of benchmarks/frontend_cost.py: a Python client costs as much CPU as the server.
+# The native load generator of the benchmarks and of the GPU program's rehearsal: a Python client costs as
+# much CPU as the server.
 wrk:
 	@command -v wrk > /dev/null || { $(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk > /dev/null; }
 
-test: install chromium
+test: install chromium wrk
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
