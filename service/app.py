@@ -19,7 +19,9 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..model.decode import Spans
@@ -38,7 +40,7 @@ from .api_models import (
 from .client import EngineClient, EngineError
 from .errors import ApiError, add_error_handlers
 from .metrics import CONTENT_TYPE_LATEST, Metrics, exposition
-from .middleware import CountRequests, Gate
+from .middleware import CountRequests, Gate, replay
 from .settings import ServiceSettings
 from .supervisor import EngineSupervisor
 
@@ -91,6 +93,16 @@ class FrontEnd:
                 parts.append(orjson.dumps(extraction.to_dict()))  # a tenth of json.dumps' time (1.2 against 10.9 us)
             done += count
         return b'{"results":[' + b",".join(parts) + b"]}"
+
+    async def answer(self, texts: list[str], receive: Receive) -> bytes:
+        """The response body for valid texts within the limits; ``receive`` tells when the client leaves."""
+        # Tokenizing and decoding stay on the event loop, in slices: a worker thread would hold the
+        # GIL against it and every small request would queue behind the big one's Python work.
+        windows = await self.windows(texts)
+        flat = [window for text_windows in windows for window in text_windows]
+        deadline = time.monotonic() + self.settings.request_timeout_s
+        spans = await wait_for_spans(self.client, flat, receive, deadline)
+        return await self.results(windows, spans)
 
     async def start(self) -> EngineSupervisor | None:
         """The codec, and the engine process's client; an engine process of the app's own when no socket
@@ -145,11 +157,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     app.state.service = front
     add_error_handlers(app)
+    api = api_routes(front)
+    extract_route = next(route for route in api.routes if route.path == "/v1/extract")
+    app.add_middleware(ExtractFastPath, front=front, route=extract_route)
     app.add_middleware(Gate, settings=settings)
     app.add_middleware(CountRequests, metrics=front.metrics)
     openapi = app.openapi
     app.openapi = lambda: with_bearer_scheme(openapi(), required=settings.api_key is not None)
-    app.include_router(api_routes(front))
+    app.include_router(api)
     app.include_router(health_routes(front))
     app.include_router(page_routes(app))
     app.mount("/assets/docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
@@ -192,6 +207,52 @@ def check_limits(texts: list[str], settings: ServiceSettings) -> None:
             raise ApiError(413, "text_too_long", message)
 
 
+def plain_texts(body: bytes, settings: ServiceSettings) -> list[str] | None:
+    """The texts of a body that is plainly valid, ``{"text": str}`` or ``{"texts": [str, ...]}`` within the
+    limits; None for anything else, which the app's route validates (and refuses) as always."""
+    try:
+        request = orjson.loads(body)  # refuses lone surrogates, as the route's validation does
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(request, dict) or len(request) != 1:
+        return None
+    texts = [request["text"]] if "text" in request else request.get("texts")
+    if not isinstance(texts, list) or not 0 < len(texts) <= settings.max_texts:
+        return None
+    limit = settings.max_text_chars
+    return texts if all(isinstance(text, str) and len(text) <= limit for text in texts) else None
+
+
+class ExtractFastPath:
+    """``POST /v1/extract`` with a plainly valid body, answered without FastAPI's routing, dependencies,
+    validation models and response objects (measured: see benchmarks/README.md, issue 28). Every other
+    request, and every extract request that is not plainly valid or finds the engine not ready, goes on
+    to the app unchanged. Inside ``Gate``: the API key and the body limit are checked before."""
+
+    def __init__(self, app: ASGIApp, front: FrontEnd, route: APIRoute) -> None:
+        self.app, self.front, self.route = app, front, route  # the app's own route: CountRequests' label
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/extract" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        message = await receive()  # Gate has read the whole body and hands it over in one message
+        texts = plain_texts(message.get("body", b""), self.front.settings) if self.front.ready else None
+        if texts is None:
+            await self.app(scope, replay(message.get("body", b""), receive), send)
+            return
+        scope["route"] = self.route
+        try:
+            body, status, headers = await self.front.answer(texts, receive), 200, {}
+        except ApiError as error:
+            body = orjson.dumps({"error": {"code": error.code, "message": error.message}})
+            status, headers = error.status, error.headers or {}
+        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+
 def api_routes(front: FrontEnd) -> APIRouter:
     v1 = APIRouter(prefix="/v1", responses=ERRORS)  # the API key is checked by ``Gate``
     Running = Annotated[FrontEnd, Depends(running(front))]
@@ -201,14 +262,8 @@ def api_routes(front: FrontEnd) -> APIRouter:
     async def extract(body: ExtractRequest, request: Request, current: Running) -> Response:
         texts = body.all_texts
         check_limits(texts, settings)
-        # Tokenizing and decoding stay on the event loop, in slices: a worker thread would hold the
-        # GIL against it and every small request would queue behind the big one's Python work.
-        windows = await current.windows(texts)
-        flat = [window for text_windows in windows for window in text_windows]
-        deadline = time.monotonic() + settings.request_timeout_s
-        spans = await wait_for_spans(current.client, flat, request, deadline)
         # already the API's JSON form (ExtractResponse, as the tests hold it); FastAPI need not build it again
-        return Response(await current.results(windows, spans), media_type="application/json")
+        return Response(await current.answer(texts, request.receive), media_type="application/json")
 
     @v1.get("/schema", response_model=SchemaResponse)
     async def schema(current: Running) -> SchemaResponse:
@@ -295,7 +350,7 @@ def client_left(received: asyncio.Future) -> bool:
     return received.cancelled() or received.exception() is not None or received.result()["type"] == "http.disconnect"
 
 
-async def wait_for_spans(client: EngineClient, windows: list[Encoded], request: Request, deadline: float) -> Spans:
+async def wait_for_spans(client: EngineClient, windows: list[Encoded], receive: Receive, deadline: float) -> Spans:
     """The engine's answer, or 504 at the deadline; a client that goes away has its request dropped.
 
     Most answers come within a moment, and waiting on the future alone costs least; past that moment, the
@@ -307,7 +362,7 @@ async def wait_for_spans(client: EngineClient, windows: list[Encoded], request: 
         try:
             await asyncio.wait({future}, timeout=max(0.0, min(deadline - time.monotonic(), FIRST_WAIT_S)))
             while not future.done() and (timeout := deadline - time.monotonic()) > 0:
-                gone = gone or asyncio.ensure_future(request.receive())
+                gone = gone or asyncio.ensure_future(receive())
                 waiting = {future} if gone.done() else {future, gone}  # a message that was no disconnect: stop
                 await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if not future.done() and gone.done() and client_left(gone):
