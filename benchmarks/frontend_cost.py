@@ -32,7 +32,7 @@ from pathlib import Path
 
 from common import ROOT, machine, merge_results
 from load import free_port
-from wrk import run_wrk, write_script
+from wrk import rates, run_wrk, write_script
 
 TICK = os.sysconf("SC_CLK_TCK")
 LOADS = {"1-text": (1, 32), "32-text": (32, 2)}  # texts per request, concurrency
@@ -157,12 +157,7 @@ class Server:
         cpu = {}
         for pid, kind in self.kinds.items():
             cpu[kind] = cpu.get(kind, 0.0) + after[pid] - before[pid]
-        result = {
-            "requests_per_s": round(requests / summary["seconds"], 1),
-            "texts_per_s": round(requests * texts_per_request / summary["seconds"], 1),
-            "p50_ms": summary["p50_ms"],
-            "p99_ms": summary["p99_ms"],
-            "failed": summary["failed"],
+        result = rates(summary, texts_per_request) | {
             "cpu_us_per_request": {kind: round(1e6 * seconds / requests, 1) for kind, seconds in cpu.items()}
             | {"client": round(1e6 * client_cpu / requests, 1)},
         }

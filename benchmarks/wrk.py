@@ -41,3 +41,14 @@ def run_wrk(script: Path, port: int, concurrency: int, seconds: float) -> tuple[
         raise RuntimeError(f"wrk failed: {result.stderr.strip()}")
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     return summary, (ended.children_user + ended.children_system) - (started.children_user + started.children_system)
+
+
+def rates(summary: dict, texts_per_request: int) -> dict:
+    """Requests and texts per second, latency percentiles and failures from wrk's summary."""
+    return {
+        "requests_per_s": round(summary["requests"] / summary["seconds"], 1),
+        "texts_per_s": round(summary["requests"] * texts_per_request / summary["seconds"], 1),
+        "p50_ms": summary["p50_ms"],
+        "p99_ms": summary["p99_ms"],
+        "failed": summary["failed"],
+    }

@@ -41,7 +41,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT), str(HERE.parent)]
 
-from wrk import run_wrk, write_script  # noqa: E402
+from frontend_cost import get, metric, wait_ready  # noqa: E402
+from load import free_port  # noqa: E402
+from wrk import rates, run_wrk, write_script  # noqa: E402
 
 STAGES = ("environment", "training", "exports", "parity", "engine", "server", "baseline", "tests")
 PEAK_FP16_FLOPS = {"H200": 989e12, "H100": 989e12}  # dense fp16 tensor-core peak (SXM), by the device name
@@ -355,39 +357,6 @@ def project_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(url: str, process: subprocess.Popen, seconds: float = 300) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited ({process.returncode})")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer in {seconds} s")
-
-
-def metric(url: str, name: str) -> float:
-    import re
-    import urllib.request
-
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    found = re.search(rf"^{name} (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
 def loads(plan: Plan, texts: list[str]) -> dict[str, tuple[Path, int, int]]:
     """The wrk scripts: name -> (script, texts per request, concurrency)."""
     folder = plan.work / "wrk"
@@ -402,20 +371,15 @@ def loads(plan: Plan, texts: list[str]) -> dict[str, tuple[Path, int, int]]:
 def under_load(plan: Plan, port: int, script: Path, per_request: int, concurrency: int, with_metrics: bool) -> dict:
     url = f"http://127.0.0.1:{port}"
     if with_metrics:
-        before = (metric(url, "triplex_batch_windows_sum"), metric(url, "triplex_batch_windows_count"))
+        text = get(f"{url}/metrics")
+        before = (metric(text, "triplex_batch_windows_sum"), metric(text, "triplex_batch_windows_count"))
     summary, client_cpu = run_wrk(script, port, concurrency, plan.load_seconds)
-    requests = max(1, summary["requests"])
-    found = {
-        "requests_per_s": round(requests / summary["seconds"], 1),
-        "sentences_per_s": round(requests * per_request / summary["seconds"], 1),
-        "p50_ms": summary["p50_ms"],
-        "p99_ms": summary["p99_ms"],
-        "failed": summary["failed"],
-        "client_cpu_share_of_host": round(client_cpu / summary["seconds"] / len(os.sched_getaffinity(0)), 3),
-    }
+    found = rates(summary, per_request)
+    found["client_cpu_share_of_host"] = round(client_cpu / summary["seconds"] / len(os.sched_getaffinity(0)), 3)
     if with_metrics:
-        windows = metric(url, "triplex_batch_windows_sum") - before[0]
-        found["mean_batch"] = round(windows / max(1, metric(url, "triplex_batch_windows_count") - before[1]), 2)
+        text = get(f"{url}/metrics")
+        windows = metric(text, "triplex_batch_windows_sum") - before[0]
+        found["mean_batch"] = round(windows / max(1, metric(text, "triplex_batch_windows_count") - before[1]), 2)
     return found
 
 
@@ -425,7 +389,7 @@ def serve(command: list[str], port: int, ready: str, log: Path) -> subprocess.Po
                                    start_new_session=True)  # fmt: skip
     try:
         wait_ready(f"http://127.0.0.1:{port}{ready}", process)
-    except RuntimeError as error:
+    except (RuntimeError, OSError) as error:
         stop(process)
         raise RuntimeError(f"{error}: {log.read_text()[-1500:]}") from None
     return process
