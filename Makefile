@@ -41,9 +41,10 @@ wrk:
 	@command -v wrk > /dev/null || { $(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk > /dev/null; }
 
+# Two pytest processes (each test file in one of them; tests that train use one thread each): CI has 2 cores.
 test: install chromium wrk
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations 15
 
 lint: install
 	$(BIN)/ruff check .

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from triplex.training.data import ReadSummary
 from triplex.training.export import export
@@ -35,10 +39,25 @@ def shared_path(relative: str) -> Path:
 torch.set_num_threads(1)  # tiny models gain nothing from more, and CI machines have 2 cores
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder that ``build`` fills once per test run, also when pytest-xdist runs the tests in several
+    processes (they share the run's temporary folder, above each one's own)."""
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    folder = root / name
+    with FileLock(f"{folder}.lock"):
+        if not (folder / ".built").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     texts = [example.text for example in generate(400, seed=123)] + EXTRA_TEXT
-    return build_encoder(tmp_path_factory.mktemp("tiny-bert"), texts)
+    return built_once(tmp_path_factory, "tiny-bert", lambda folder: build_encoder(folder, texts))
 
 
 OVERFIT = TrainSettings(  # fp32 everywhere: "auto" would pick bf16 on some CPUs only
@@ -49,8 +68,30 @@ OVERFIT = TrainSettings(  # fp32 everywhere: "auto" would pick bf16 on some CPUs
 @pytest.fixture(scope="session")
 def trained(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tiny model that has learnt the sample sentences (checkpoint) and its fp32 export."""
-    checkpoint, exported = tmp_path_factory.mktemp("checkpoint"), tmp_path_factory.mktemp("export")
-    examples = generate(40, seed=7)
-    train(examples, examples, RELATIONS, str(tiny_encoder), checkpoint, OVERFIT, ReadSummary(), log=lambda m: None)
-    export(checkpoint, exported, "fp32", log=lambda m: None)
-    return checkpoint, exported
+
+    def build(folder: Path) -> None:
+        examples = generate(40, seed=7)
+        checkpoint = folder / "checkpoint"
+        train(examples, examples, RELATIONS, str(tiny_encoder), checkpoint, OVERFIT, ReadSummary(), log=lambda m: None)
+        export(checkpoint, folder / "export", "fp32", log=lambda m: None)
+
+    folder = built_once(tmp_path_factory, "trained", build)
+    return folder / "checkpoint", folder / "export"
+
+
+# Under pytest-xdist (make test: -n 2 --dist loadfile) each file runs in one process, so that its module
+# fixtures are built once; the demo's training and the Ray clusters share one process, so that neither
+# runs beside the other (Ray Serve's proxy died starting beside the demo's training on 2 cores).
+TOGETHER = {"tests/test_demo.py", "tests/test_ray.py"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "demo and Ray" if scope in TOGETHER else scope
+
+    return Scheduling(config, log)

@@ -100,6 +100,25 @@ def bulk(export: Path, inputs: Path, output: Path, *flags: str) -> subprocess.Co
     return result
 
 
+@pytest.fixture()
+def head_without_dashboard() -> Iterator[str]:
+    yield from ray_head("--include-dashboard=false")
+
+
+def test_a_head_without_dashboard_runs_the_job(
+    trained: tuple[Path, Path], head_without_dashboard: str, tmp_path: Path
+) -> None:
+    """A head started without its dashboard (``ray start --include-dashboard=false``), the lighter head for
+    small machines: it has no state API, so the job cannot count its actors per node, and must write its
+    results all the same. First in this file: its head stops before the module's cluster starts."""
+    good = write_inputs(tmp_path / "in", 200)
+    bulk(trained[1], tmp_path / "in", tmp_path / "local")
+    bulk(trained[1], tmp_path / "in", tmp_path / "ray", "--ray", "--address", head_without_dashboard, "--actors", "2")
+    assert set(results(tmp_path / "ray")) == good and results(tmp_path / "ray") == results(tmp_path / "local")
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert summary["texts"] == len(good) and summary["errors"] == 4 and summary["actors"] == {}
+
+
 def test_ray_job_writes_what_one_process_writes(trained: tuple[Path, Path], cluster: str, tmp_path: Path) -> None:
     export = trained[1]
     good = write_inputs(tmp_path / "in", 300)
