@@ -20,7 +20,7 @@ ORDINARY = Path(__file__).parent / "data" / "ordinary.txt"  # 100 sentences writ
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("demo")
-    # two threads, as make demo runs it: nothing else runs beside it in this suite
+    # two threads, as make demo runs it (under make test, the other test process runs beside it)
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     command = [sys.executable, "-m", "triplex.training.demo", "--output", str(output)]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
