@@ -38,7 +38,7 @@ from .api_models import (
     SchemaResponse,
 )
 from .client import EngineClient, EngineError
-from .errors import ApiError, add_error_handlers
+from .errors import ApiError, add_error_handlers, error_response
 from .metrics import CONTENT_TYPE_LATEST, Metrics, exposition
 from .middleware import CountRequests, Gate, replay
 from .settings import ServiceSettings
@@ -243,13 +243,12 @@ class ExtractFastPath:
             return
         scope["route"] = self.route
         try:
-            body, status, headers = await self.front.answer(texts, receive), 200, {}
+            body = await self.front.answer(texts, receive)
         except ApiError as error:
-            body = orjson.dumps({"error": {"code": error.code, "message": error.message}})
-            status, headers = error.status, error.headers or {}
-        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-        await send({"type": "http.response.start", "status": status, "headers": raw})
+            await error_response(error.status, error.code, error.message, error.headers)(scope, receive, send)
+            return
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
