@@ -207,9 +207,9 @@ def check_limits(texts: list[str], settings: ServiceSettings) -> None:
             raise ApiError(413, "text_too_long", message)
 
 
-def plain_texts(body: bytes, settings: ServiceSettings) -> list[str] | None:
-    """The texts of a body that is plainly valid, ``{"text": str}`` or ``{"texts": [str, ...]}`` within the
-    limits; None for anything else, which the app's route validates (and refuses) as always."""
+def plain_texts(body: bytes) -> list[str] | None:
+    """The texts of a body that is plainly valid, ``{"text": str}`` or ``{"texts": [str, ...]}``; None for
+    anything else, which the app's route validates (and refuses) as always."""
     try:
         request = orjson.loads(body)  # refuses lone surrogates, as the route's validation does
     except orjson.JSONDecodeError:
@@ -217,10 +217,9 @@ def plain_texts(body: bytes, settings: ServiceSettings) -> list[str] | None:
     if not isinstance(request, dict) or len(request) != 1:
         return None
     texts = [request["text"]] if "text" in request else request.get("texts")
-    if not isinstance(texts, list) or not 0 < len(texts) <= settings.max_texts:
+    if not isinstance(texts, list) or not texts or not all(isinstance(text, str) for text in texts):
         return None
-    limit = settings.max_text_chars
-    return texts if all(isinstance(text, str) and len(text) <= limit for text in texts) else None
+    return texts
 
 
 class ExtractFastPath:
@@ -237,12 +236,13 @@ class ExtractFastPath:
             await self.app(scope, receive, send)
             return
         message = await receive()  # Gate has read the whole body and hands it over in one message
-        texts = plain_texts(message.get("body", b""), self.front.settings) if self.front.ready else None
+        texts = plain_texts(message.get("body", b"")) if self.front.ready else None
         if texts is None:
             await self.app(scope, replay(message.get("body", b""), receive), send)
             return
         scope["route"] = self.route
         try:
+            check_limits(texts, self.front.settings)  # the route's own check, and its answer
             body = await self.front.answer(texts, receive)
         except ApiError as error:
             await error_response(error.status, error.code, error.message, error.headers)(scope, receive, send)
