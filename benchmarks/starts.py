@@ -21,8 +21,8 @@ from pathlib import Path
 
 from common import ROOT
 
-from triplex.model.schema import Relation, Triple
-from triplex.training.data import Example, read_dataset, read_schema, write_jsonl, write_schema
+from triplex.model.schema import Relation, Triple, write_schema
+from triplex.training.data import Example, read_dataset, read_schema, write_jsonl
 
 SETS = {  # training file, dev file (None: split off the training file), schema (under ../shared/data)
     "webnlg_star": ("webnlg_star_casrel/train_triples.json", "webnlg_star_casrel/dev_triples.json",

@@ -286,3 +286,15 @@ def model_card(config: ExtractorConfig) -> str:
 
 def fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def write_schema(path: Path, relations: list[Relation]) -> None:
+    """Write relations as the project's schema lines (``schema.jsonl``)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for relation in relations:
+            row = {
+                "predicate": relation.predicate,
+                "subject_type": relation.subject_type,
+                "object_type": relation.object_type,
+            }
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

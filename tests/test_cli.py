@@ -12,7 +12,8 @@ import pytest
 
 from triplex import __version__ as triplex_version
 from triplex.cli import main
-from triplex.training.data import write_jsonl, write_schema
+from triplex.model.schema import write_schema
+from triplex.training.data import write_jsonl
 from triplex.training.evaluate import thresholds_of
 
 from .conftest import ROOT

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from triplex.training.data import write_jsonl, write_schema
+from triplex.model.schema import write_schema
+from triplex.training.data import write_jsonl
 
 from .conftest import ROOT
 from .sample import RELATIONS, generate

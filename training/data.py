@@ -493,15 +493,3 @@ def write_jsonl(examples: list[Example], path: Path) -> None:
                 for t in example.triples
             ]
             handle.write(json.dumps({"text": example.text, "triples": triples}, ensure_ascii=False) + "\n")
-
-
-def write_schema(path: Path, relations: list[Relation]) -> None:
-    """Write relations as the project's schema lines (``schema.jsonl``)."""
-    with open(path, "w", encoding="utf-8") as handle:
-        for relation in relations:
-            row = {
-                "predicate": relation.predicate,
-                "subject_type": relation.subject_type,
-                "object_type": relation.object_type,
-            }
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

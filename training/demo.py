@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from ..model.extractor import open_export
-from .data import ReadSummary, fingerprint, write_jsonl, write_schema
+from ..model.schema import write_schema
+from .data import ReadSummary, fingerprint, write_jsonl
 from .demo_data import RELATIONS, demo_sentences
 from .settings import TrainSettings
 

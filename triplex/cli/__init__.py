@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from triplex import ModelError, __version__
-from triplex.cli import evaluate, export, extract, train
+from triplex.cli import evaluate, export, extract, label_studio, train
 from triplex.cli.common import CliError, Console
 from triplex.files import FileError
 from triplex.training.data import FORMATS, DataError
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(command("evaluate", "precision, recall and F1 of a model on labelled data"), formats)
     extract.add_parser(command("extract", "print the triples of a text, or of a file of texts, as JSON"))
     export.add_parser(command("export", "export a trained model to ONNX, checked against PyTorch"))
+    label_studio.add_parser(command("label-studio", "serve a model as a Label Studio ML backend, or pull annotations"))
     commands.add_parser("serve", help="serve an export folder over HTTP (see 'triplex serve --help')")
     return parser
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from triplex.cli.common import CliError, Console, load_model
 from triplex.files import FileError, json_line, output_file
+from triplex.model.extractor import Extractor
 from triplex.model.runtime import is_export
 from triplex.model.schema import THRESHOLDS_METAVAR
 from triplex.model.tokenize import lone_surrogate
@@ -37,6 +38,24 @@ def add_parser(command: argparse.ArgumentParser) -> None:
         "--thresholds",
         metavar=THRESHOLDS_METAVAR,
         help="pointer thresholds instead of the model's own; four: subjects' pair, then objects'",
+    )
+    loop = command.add_argument_group("labelling with Label Studio (--input)")
+    loop.add_argument(
+        "--format",
+        choices=["jsonl", "labelstudio"],
+        default="jsonl",
+        help="labelstudio: one JSON file of tasks with triplex's predictions, for Label Studio's import",
+    )
+    loop.add_argument(
+        "--label-config",
+        help="the project's labelling config (XML file) that --format labelstudio names its results after; "
+        "default: 'triplex label-studio config' for this model",
+    )
+    loop.add_argument(
+        "--select",
+        type=int,
+        metavar="N",
+        help="write only the N texts the model is least sure of, least sure first (the ones to label next)",
     )
     bulk = command.add_argument_group("results folder (--input: a file, a folder or a glob of .jsonl/.parquet)")
     bulk.add_argument(
@@ -159,6 +178,8 @@ def run(args: argparse.Namespace, console: Console) -> None:
         if not records:
             console.log(f"warning: {args.input} holds no texts; nothing to extract")
     extractor = load_model(args.model, args.device, args.batch_size, args.thresholds)
+    if args.format == "labelstudio" or args.select is not None:
+        return write_for_labelling(records, extractor, args, console)
     if args.text is not None:
         found = extractor.extract_all([args.text])[0]
         print(json.dumps(records[0] | found.to_dict(), ensure_ascii=False, indent=2))
@@ -171,3 +192,47 @@ def run(args: argparse.Namespace, console: Console) -> None:
             for record, found in zip(chunk, extractor.extract_all([record["text"] for record in chunk])):
                 output.write(json.dumps(record | found.to_dict(), ensure_ascii=False) + "\n")
             bar.update(len(chunk))
+
+
+def write_for_labelling(records: list[dict], extractor: Extractor, args: argparse.Namespace, console: Console) -> None:
+    """``--format labelstudio`` and ``--select``: every text's prediction and confidence at once, then the
+    least confident first when selecting."""
+    from triplex.model.label_studio import LabelConfig, LabelConfigError, candidates_of, label_config_xml, prediction
+
+    if args.select is not None and args.select < 1:
+        raise CliError(f"--select {args.select}: give a positive number of texts")
+    relations = extractor.config.relations
+    try:
+        xml = Path(args.label_config).read_text(encoding="utf-8") if args.label_config else label_config_xml(relations)
+        config = LabelConfig.parse(xml)
+        refusal = config.refusal(relations)
+    except (OSError, UnicodeDecodeError, LabelConfigError) as error:
+        raise CliError(f"--label-config {args.label_config}: {error}") from None
+    if refusal:
+        raise CliError(f"--label-config {args.label_config}: {refusal}")
+    texts = [record["text"] for record in records]
+    with console.bar(2 * len(texts), "extract", "text", enabled=args.output not in (None, "-")) as bar:
+        found = extractor.extract_all(texts)
+        bar.update(len(texts))
+        near = candidates_of(extractor).extract(texts)
+        bar.update(len(texts))
+    version = Path(args.model).name
+    predictions = [prediction(f.triples, n, config, version) for f, n in zip(found, near)]
+    order = range(len(records))
+    if args.select is not None:
+        order = sorted(order, key=lambda i: predictions[i]["score"])[: args.select]
+    if args.format == "labelstudio":
+        tasks = [{"data": records[i] | {config.text_field: records[i]["text"]}, "predictions": [predictions[i]]}
+                 for i in order]  # fmt: skip
+        text = json.dumps(tasks, ensure_ascii=False, indent=1) + "\n"
+    else:
+        text = "".join(
+            json.dumps(records[i] | found[i].to_dict() | {"confidence": predictions[i]["score"]}, ensure_ascii=False)
+            + "\n"
+            for i in order
+        )
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+        console.log(f"{len(order)} of {len(records)} texts written to {args.output}")

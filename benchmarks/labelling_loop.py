@@ -1,0 +1,100 @@
+"""The labelling loop, simulated: does labelling the texts the model is least sure of teach it more than
+labelling texts at random? Gold labels stand in for the annotator.
+
+    python benchmarks/labelling_loop.py --start 200 --add 200 --rounds 4 --epochs 8
+
+Both strategies begin with the same random labelled texts and the same model. Each round adds ``--add``
+texts from the rest of the training set: those of lowest ``model.label_studio.confidence`` under the
+current model (what Label Studio's "order by prediction score" puts first), or a random draw; then a model
+is trained on everything labelled so far, from the plain encoder with the same settings and epochs (the
+budget) in every round. Dev F1 (the kept epoch, thresholds chosen on dev) per round and strategy goes to
+benchmarks/results/labelling_loop.json as ``{"dataset": ..., "rounds": [{"labels": N, "uncertainty": F1,
+"random": F1}, ...]}``; the result file is written after every training, so a cut run keeps its rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+from common import ROOT, machine, merge_results
+
+import triplex
+from triplex.model.label_studio import candidates_of, confidence
+from triplex.training.data import Example, ReadSummary, read_dataset, read_schema
+from triplex.training.settings import TrainSettings
+from triplex.training.train import train
+
+SETS = {  # training file, dev file, schema, encoder (under ../shared)
+    "webnlg_star": (
+        "data/webnlg_star_casrel/train_triples.json",
+        "data/webnlg_star_casrel/dev_triples.json",
+        "data/webnlg_star_casrel/rel2id.json",
+        "models/minilm-l6-h384-uncased",
+    ),
+}
+
+
+def fit(args: argparse.Namespace, examples: list[Example], output: Path) -> float:
+    """Train on ``examples`` within the budget; the kept epoch's dev F1."""
+    _, dev, schema, encoder = SETS[args.set]
+    dev_examples = read_dataset(args.shared / dev)[0]
+    relations = read_schema(args.shared / schema)
+    settings = TrainSettings(epochs=args.epochs, seed=args.seed)
+    best = train(examples, dev_examples, relations, str(args.shared / encoder), output, settings, ReadSummary(),
+                 log=lambda message: None)  # fmt: skip
+    return round(best.get("f1_at_chosen_thresholds", best["f1"]), 4)
+
+
+def least_sure(model: Path, pool: list[int], texts: list[str], count: int) -> list[int]:
+    """The ``count`` pool texts the model is least sure of (lowest confidence first)."""
+    extractor = candidates_of(triplex.load(model, provider="cpu", batch_size=64))
+    found = extractor.extract([texts[i] for i in pool])
+    scores = {i: confidence(triples) for i, triples in zip(pool, found)}
+    return sorted(pool, key=scores.__getitem__)[:count]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", choices=SETS, default="webnlg_star")
+    parser.add_argument("--start", type=int, default=200, help="labelled texts before the first round")
+    parser.add_argument("--add", type=int, default=200, help="texts labelled per round")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=8, help="the same for every training: the budget")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "labelling-loop")
+    args = parser.parse_args()
+    examples = read_dataset(args.shared / SETS[args.set][0])[0]
+    texts = [example.text for example in examples]
+    order = list(range(len(examples)))
+    random.Random(args.seed).shuffle(order)
+    first = order[: args.start]
+    started = time.perf_counter()
+    first_f1 = fit(args, [examples[i] for i in first], args.work / "round0")
+    rounds = [{"labels": args.start, "uncertainty": first_f1, "random": first_f1}]
+    labelled = {"uncertainty": list(first), "random": list(first)}
+    models = {"uncertainty": args.work / "round0", "random": args.work / "round0"}
+    draws = random.Random(args.seed + 1)
+    record = {"dataset": args.set, "settings": vars(args) | {"shared": "../shared", "work": str(args.work)}}
+    for round_number in range(1, args.rounds + 1):
+        figures = {"labels": args.start + round_number * args.add}
+        for strategy in ("uncertainty", "random"):
+            chosen = set(labelled[strategy])
+            pool = [i for i in order if i not in chosen]
+            if strategy == "uncertainty":
+                labelled[strategy] += least_sure(models[strategy], pool, texts, args.add)
+            else:
+                labelled[strategy] += draws.sample(pool, args.add)
+            models[strategy] = args.work / f"round{round_number}-{strategy}"
+            figures[strategy] = fit(args, [examples[i] for i in labelled[strategy]], models[strategy])
+            print(round_number, strategy, figures[strategy], flush=True)
+        rounds.append(figures)
+        minutes = round((time.perf_counter() - started) / 60, 1)
+        merge_results("labelling_loop", record | {"rounds": rounds, "minutes": minutes, "machine": machine()})
+
+
+if __name__ == "__main__":
+    main()
