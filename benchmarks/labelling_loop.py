@@ -1,10 +1,10 @@
 """The labelling loop, simulated: does labelling the texts the model is least sure of teach it more than
 labelling texts at random? Gold labels stand in for the annotator.
 
-    python benchmarks/labelling_loop.py --start 200 --add 200 --rounds 4 --epochs 8
+    python benchmarks/labelling_loop.py --start 200 --add 200 --rounds 4 --pool 2000 --epochs 6
 
 Both strategies begin with the same random labelled texts and the same model. Each round adds ``--add``
-texts from the rest of the training set: those of lowest ``model.label_studio.confidence`` under the
+texts from a pool of ``--pool`` unlabelled training texts: those of lowest ``model.label_studio.confidence`` under the
 current model (what Label Studio's "order by prediction score" puts first), or a random draw; then a model
 is trained on everything labelled so far, from the plain encoder with the same settings and epochs (the
 budget) in every round. Dev F1 (the kept epoch, thresholds chosen on dev) per round and strategy goes to
@@ -62,7 +62,8 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=200, help="labelled texts before the first round")
     parser.add_argument("--add", type=int, default=200, help="texts labelled per round")
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=8, help="the same for every training: the budget")
+    parser.add_argument("--pool", type=int, default=2000, help="unlabelled texts to choose from (a user's corpus)")
+    parser.add_argument("--epochs", type=int, default=6, help="the same for every training: the budget")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "labelling-loop")
@@ -71,7 +72,7 @@ def main() -> None:
     texts = [example.text for example in examples]
     order = list(range(len(examples)))
     random.Random(args.seed).shuffle(order)
-    first = order[: args.start]
+    first, order = order[: args.start], order[: args.start + args.pool]
     started = time.perf_counter()
     first_f1 = fit(args, [examples[i] for i in first], args.work / "round0")
     rounds = [{"labels": args.start, "uncertainty": first_f1, "random": first_f1}]

@@ -9,8 +9,9 @@ trap 'if [ -n "${server:-}" ]; then kill "$server" 2>/dev/null || true; fi; rm -
 
 .venv/bin/python -m triplex.training.demo --output "$work/demo" --sentences 600 --epochs 2 2>/dev/null
 python3 -m venv "$work/serve"
-"$work/serve/bin/pip" install --quiet "onnxruntime>=1.18" -r docker/requirements-serve.txt
-"$work/serve/bin/pip" install --quiet --no-deps .
+# the images' requirements, installed with the development environment's uv (pip takes the same, slower)
+.venv/bin/uv pip install --quiet --python "$work/serve/bin/python" "onnxruntime>=1.18" -r docker/requirements-serve.txt
+.venv/bin/uv pip install --quiet --python "$work/serve/bin/python" --no-deps .
 if "$work/serve/bin/python" -c "import torch" 2>/dev/null; then
     echo "check-serving: torch is installed in the serving environment" >&2; exit 1
 fi

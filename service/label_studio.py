@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from ..model.extractor import open_export
 from ..model.label_studio import LabelConfig, LabelConfigError, candidates_of, prediction
@@ -112,33 +114,38 @@ class Backend:
         self.links: dict[int, tuple[str, str]] = {}  # project -> (Label Studio URL, token) from setup
         self.job: Job | None = None
         self.version = self.first_version(Path(model))
-        self.use(self.version)
+        self.use(self.version, origin=Path(model))
 
     def first_version(self, model: Path) -> Version:
-        """The newest version kept in the work folder, else the given model (a trained folder is exported)."""
+        """The newest version in the work folder when it grew from this same model, else the model itself
+        (a trained folder is exported first)."""
         current = self.workdir / "current.json"
-        if current.is_file():
-            saved = json.loads(current.read_text())
+        saved = json.loads(current.read_text()) if current.is_file() else {}
+        if saved.get("origin") == str(model.resolve()):
             return Version(saved["number"], Path(saved["export"]), saved["checkpoint"] and Path(saved["checkpoint"]))
         if is_export(model):
             return Version(1, model, None)
         if not (model / CONFIG_FILE).is_file():
             raise LabelStudioError(f"'{model}' is neither an export folder nor a trained model folder")
         export = self.workdir / "versions" / "1" / "export"
-        if not is_export(export):
-            log.info("exporting %s to %s", model, export)
-            export.parent.mkdir(parents=True, exist_ok=True)
-            run_triplex(["export", "--model", str(model), "--output", str(export), "--precision", "fp32"])
+        log.info("exporting %s to %s", model, export)
+        shutil.rmtree(export.parent, ignore_errors=True)
+        export.parent.mkdir(parents=True)
+        run_triplex(["export", "--model", str(model), "--output", str(export), "--precision", "fp32"])
         return Version(1, export, model)
 
-    def use(self, version: Version) -> None:
+    def use(self, version: Version, origin: Path | None = None) -> None:
+        """Serve ``version`` from now on, and remember it for a restart from the same ``--model``."""
         extractor = open_export(version.export, provider="cpu")
         candidates = candidates_of(extractor)
         with self.lock:
             self.version, self.extractor, self.candidates = version, extractor, candidates
         self.workdir.mkdir(parents=True, exist_ok=True)
-        saved = {"number": version.number, "export": str(version.export), "checkpoint": version.checkpoint}
-        (self.workdir / "current.json").write_text(json.dumps(saved, default=str))
+        current = self.workdir / "current.json"
+        saved = json.loads(current.read_text()) if current.is_file() and origin is None else {}
+        saved |= {"number": version.number, "export": str(version.export), "checkpoint": version.checkpoint}
+        saved.setdefault("origin", str(origin.resolve()) if origin else None)
+        current.write_text(json.dumps(saved, default=str))
         log.info("serving model version %s", version.name)
 
     def config(self, xml: str) -> LabelConfig:
@@ -217,6 +224,9 @@ class Backend:
             job.status = "finished"
         except (LabelStudioError, TrainingFailed, OSError) as error:
             job.status, job.progress = "failed", str(error)
+        except Exception as error:  # a job must end whatever happens, or no training could start again
+            log.exception("training %s", job.id)
+            job.status, job.progress = "failed", f"unexpected {type(error).__name__}: {error}"
         log.info("training %s %s: %s", job.id, job.status, job.progress)
 
     def held_out_f1(self, job: Job, export: Path, folder: Path) -> float:
@@ -327,8 +337,8 @@ def create_backend(backend: Backend, api_key: str | None) -> FastAPI:
         tasks = request_body.get("tasks")
         if not isinstance(tasks, list) or not all(isinstance(task, dict) for task in tasks):
             return error(400, "'tasks' must be a list of Label Studio tasks")
-        try:
-            results = backend.predict(tasks, str(request_body.get("label_config", "")))
+        try:  # in a thread: extraction must not hold up health checks and other calls
+            results = await run_in_threadpool(backend.predict, tasks, str(request_body.get("label_config", "")))
         except LabelConfigError as refusal:
             return error(422, str(refusal))
         return JSONResponse({"results": results, "model_version": backend.version.name})
