@@ -46,9 +46,10 @@ wrk:
 # project's; where it cannot be installed, that test skips and says so.
 LS_VENV := .venv-label-studio
 $(LS_VENV)/bin/label-studio: | $(VENV)/.installed
+	test -x $(BIN)/uv || $(BIN)/pip install --quiet "uv>=0.5"
 	$(BIN)/uv venv --quiet --python $(PYTHON) $(LS_VENV)
 	$(BIN)/uv pip install --quiet --python $(LS_VENV)/bin/python "label-studio>=1.23,<1.24" || \
-		echo "Label Studio could not be installed
+		echo "Label Studio could not be installed: its test will skip"
 
 label-studio: $(LS_VENV)/bin/label-studio
 
