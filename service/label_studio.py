@@ -197,7 +197,8 @@ class Backend:
             kept = [task for task in tasks if not held_out(task)]
             if len(held) < 2 or len(kept) < 4:
                 raise LabelStudioError(
-                    f"{len(tasks)} annotated tasks: too few to train and hold out {HELD_OUT_SHARE:.0%} (need 10)"
+                    f"{len(tasks)} annotated tasks give {len(kept)} to train on and {len(held)} to hold out: "
+                    "label more (at least 4 and 2)"
                 )
             (folder / "train.json").write_text(json.dumps(kept, ensure_ascii=False))
             (folder / "held_out.json").write_text(json.dumps(held, ensure_ascii=False))
@@ -205,8 +206,9 @@ class Backend:
             write_schema(folder / "schema.jsonl", ExtractorConfig.load(current.export).relations)
             checkpoint, export = folder / "checkpoint", folder / "export"
             job.progress = f"training on {len(kept)} tasks from version {current.number}"
+            # the epoch and thresholds are chosen on the training share: the held-out one only judges
             self.run(job, [
-                "train", "--train", str(folder / "train.json"), "--dev", str(folder / "held_out.json"),
+                "train", "--train", str(folder / "train.json"), "--dev", str(folder / "train.json"),
                 "--format", "labelstudio", "--schema", str(folder / "schema.jsonl"),
                 "--init-from", str(current.checkpoint), "--output", str(checkpoint), *self.train_args,
             ])  # fmt: skip
