@@ -103,6 +103,8 @@ def run_bulk(args: argparse.Namespace, console: Console) -> None:
         raise CliError('a results folder needs pyarrow: pip install "triplex[bulk]"') from None
     if args.text is not None or args.input == "-":
         raise CliError("a results folder is written from --input files; give a file, a folder or a glob")
+    if args.format != "jsonl" or args.select is not None:
+        raise CliError("--format labelstudio and --select write one file: give --output FILE.json, not a folder")
     if not is_export(args.model):
         raise CliError(f"'{args.model}' is not an export folder; bulk extraction runs exports ('triplex export')")
     output = Path(args.output)
