@@ -56,6 +56,15 @@ class LabelConfig:
             relations=tuple(tag.get("value", "") for tag in root.findall(".//Relations/Relation")),
         )
 
+    @classmethod
+    def for_model(cls, xml: str, relations: list[Relation]) -> LabelConfig:
+        """The config, or LabelConfigError with every label and relation the model does not know."""
+        config = cls.parse(xml)
+        refusal = config.refusal(relations)
+        if refusal:
+            raise LabelConfigError(refusal)
+        return config
+
     def label_of(self, entity_type: str) -> str:
         """The ``Labels`` value of an entity type; an untyped model's entities take a config's only label."""
         return self.labels[0] if not entity_type and len(self.labels) == 1 else entity_type
@@ -63,7 +72,7 @@ class LabelConfig:
     def refusal(self, relations: list[Relation]) -> str | None:
         """Why this model cannot serve the config (each unknown label and relation listed), or None."""
         predicates = sorted({relation.predicate for relation in relations})
-        types = sorted({t for relation in relations for t in (relation.subject_type, relation.object_type)} - {""})
+        types = entity_types(relations)
         problems = []
         unknown_relations = sorted(set(self.relations) - set(predicates))
         if unknown_relations:
@@ -83,6 +92,10 @@ class LabelConfig:
         return "; ".join(problems) + f" ({knows})"
 
 
+def entity_types(relations: list[Relation]) -> list[str]:
+    return sorted({t for relation in relations for t in (relation.subject_type, relation.object_type)} - {""})
+
+
 def candidates_of(extractor: Extractor) -> Extractor:
     """The same model finding the triples it nearly found as well: what ``confidence`` reads."""
     return extractor.with_thresholds(CANDIDATE_THRESHOLDS)
@@ -90,7 +103,7 @@ def candidates_of(extractor: Extractor) -> Extractor:
 
 def label_config_xml(relations: list[Relation]) -> str:
     """A labelling config for a relation project with this model's entity types and predicates."""
-    types = sorted({t for relation in relations for t in (relation.subject_type, relation.object_type)} - {""})
+    types = entity_types(relations)
     predicates = sorted({relation.predicate for relation in relations})
     lines = ["<View>", "  <Relations>"]
     lines += [f"    <Relation value={quoteattr(predicate)}/>" for predicate in predicates]

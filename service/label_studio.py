@@ -27,6 +27,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -150,11 +151,7 @@ class Backend:
 
     def config(self, xml: str) -> LabelConfig:
         """The project's labelling config, refused with the reason when the model cannot serve it."""
-        config = LabelConfig.parse(xml)
-        refusal = config.refusal(self.extractor.config.relations)
-        if refusal:
-            raise LabelConfigError(refusal)
-        return config
+        return LabelConfig.for_model(xml, self.extractor.config.relations)
 
     def predict(self, tasks: list[dict], xml: str) -> list[dict]:
         config = self.config(xml)
@@ -224,7 +221,7 @@ class Backend:
                 "switched to the new model" if switch else "kept the current model (the new one is worse)"
             )
             job.status = "finished"
-        except (LabelStudioError, TrainingFailed, OSError) as error:
+        except (LabelStudioError, OSError) as error:
             job.status, job.progress = "failed", str(error)
         except Exception as error:  # a job must end whatever happens, or no training could start again
             log.exception("training %s", job.id)
@@ -240,28 +237,22 @@ class Backend:
         return float(json.loads(metrics.read_text())["f1"])
 
     def run(self, job: Job, arguments: list[str]) -> None:
-        """A ``triplex`` command; its last line of progress becomes the job's."""
-        command = [sys.executable, "-m", "triplex", *arguments]
-        with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as process:
-            lines: list[str] = []
-            for line in process.stderr:  # type: ignore[union-attr]
-                line = line.strip()
-                if line:
-                    lines.append(line)
-                    job.progress = f"{arguments[0]}: {line[-200:]}"
-        if process.returncode != 0:
-            raise TrainingFailed(f"triplex {arguments[0]} failed: {' | '.join(lines[-3:])[-600:]}")
+        """A ``triplex`` command whose lines of progress become the job's."""
+        run_triplex(arguments, lambda line: setattr(job, "progress", f"{arguments[0]}: {line[-200:]}"))
 
 
-def run_triplex(arguments: list[str]) -> None:
-    result = subprocess.run([sys.executable, "-m", "triplex", *arguments], capture_output=True, text=True)
-    if result.returncode != 0:
-        lines = result.stderr.strip().splitlines() or [f"triplex {arguments[0]} failed"]
-        raise LabelStudioError(lines[-1].removeprefix("triplex: error: "))
-
-
-class TrainingFailed(RuntimeError):
-    pass
+def run_triplex(arguments: list[str], on_line: Callable[[str], None] = lambda line: None) -> None:
+    """``triplex ARGUMENTS`` in a process of its own (PyTorch stays out of this one), each line it logs
+    handed to ``on_line``; a failure raises its last lines."""
+    command = [sys.executable, "-m", "triplex", *arguments]
+    lines: list[str] = []
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as process:
+        for line in process.stderr:  # type: ignore[union-attr]
+            if line.strip():
+                lines.append(line.strip().removeprefix("triplex: error: "))
+                on_line(lines[-1])
+    if process.returncode != 0:
+        raise LabelStudioError(f"triplex {arguments[0]} failed: {' | '.join(lines[-3:])[-600:]}")
 
 
 class Busy(Exception):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from triplex.training.train import train
 from .conftest import ROOT, built_once
 from .sample import RELATIONS, generate
 from .test_page import SCREENSHOT
+from .test_service import free_port
 
 LABEL_STUDIO = ROOT / ".venv-label-studio" / "bin" / "label-studio"
 KEY, TOKEN = "backend-key-for-tests", "label-studio-token-for-tests"
@@ -90,12 +90,6 @@ def test_extract_writes_label_studio_tasks_and_selects_the_least_sure(trained: t
 
 
 # --- against a real Label Studio ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def call(url: str, method: str = "GET", body: object = None, headers: dict | None = None) -> object:

@@ -206,12 +206,9 @@ def write_for_labelling(records: list[dict], extractor: Extractor, args: argpars
     relations = extractor.config.relations
     try:
         xml = Path(args.label_config).read_text(encoding="utf-8") if args.label_config else label_config_xml(relations)
-        config = LabelConfig.parse(xml)
-        refusal = config.refusal(relations)
+        config = LabelConfig.for_model(xml, relations)
     except (OSError, UnicodeDecodeError, LabelConfigError) as error:
         raise CliError(f"--label-config {args.label_config}: {error}") from None
-    if refusal:
-        raise CliError(f"--label-config {args.label_config}: {refusal}")
     texts = [record["text"] for record in records]
     with console.bar(2 * len(texts), "extract", "text", enabled=args.output not in (None, "-")) as bar:
         found = extractor.extract_all(texts)
