@@ -136,8 +136,9 @@ def test_small_requests_are_not_held_behind_a_big_one(trained) -> None:
     )
     queued = metric_value(metrics, "triplex_queue_seconds_count")
     assert metric_value(metrics, 'triplex_queue_seconds_bucket{le="0.1"}') == queued, batch_seconds
-    # a fraction of the big one's time, however fast the machine runs it (4.8 to 10 s here)
-    assert len(latencies) >= 20 and max(latencies) < min(1.0, seconds / 5), (max(latencies), seconds)
+    # a fraction of the big one's time, however fast the machine runs it (4.8 to 10 s here, 28 s on a busy CI
+    # machine); a small request held behind the big one would take most of it
+    assert len(latencies) >= 20 and max(latencies) < seconds / 5, (max(latencies), seconds)
 
 
 def metric_value(text: str, name: str) -> float:
