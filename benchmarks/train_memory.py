@@ -79,9 +79,12 @@ def whole_run(encoder: str, train: Path, dev: Path, schema: Path, size: int, sec
         log = Path(folder) / "log"
         with open(log, "w") as handle:
             process = subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, text=True)
-            started, at_start = time.monotonic(), None
+            started, at_start, peak = time.monotonic(), None, 0.0
             while process.poll() is None and time.monotonic() - started < seconds:
-                rss, peak = resident_mb(process.pid)
+                try:
+                    rss, peak = resident_mb(process.pid)
+                except (FileNotFoundError, ProcessLookupError):  # it has just ended
+                    break
                 if at_start is None and "precision:" in log.read_text():
                     at_start = rss  # data read, model built: the first step comes next
                 time.sleep(0.5)
