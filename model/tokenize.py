@@ -101,13 +101,24 @@ def strip_spaces(codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tup
     return new_starts, np.maximum(new_ends, new_starts)
 
 
+TEXTS_AT_ONCE = 1024
+
+
 def encode_windows(tokenizer: Tokenizer, texts: list[str], max_length: int, stride: int) -> list[list[Encoded]]:
     """Tokenize ``texts``; a text longer than ``max_length`` tokens (special tokens included) becomes
     several windows that share ``stride`` tokens with their neighbours. Offsets are into the full text.
 
-    The whole batch is converted at once: one array of ids, offsets and code points for all its windows."""
+    A batch is converted at once: one array of ids, offsets and code points for all its windows; a larger
+    call (a training set) goes in batches of ``TEXTS_AT_ONCE``, so that the tokenizer's and Python's
+    passing objects stay small (20,000 DuIE 2.0 texts at once kept 355 MB resident afterwards)."""
     if not 0 <= stride < max_length - 2:
         raise ValueError(f"window stride {stride} must be at least 0 and below max length - 2 ({max_length - 2})")
+    if len(texts) > TEXTS_AT_ONCE:
+        return [
+            text_windows
+            for begin in range(0, len(texts), TEXTS_AT_ONCE)
+            for text_windows in encode_windows(tokenizer, texts[begin : begin + TEXTS_AT_ONCE], max_length, stride)
+        ]
     current = tokenizer.truncation
     if current is None or (current["max_length"], current["stride"]) != (max_length, stride):
         # set once, not per call: the service tokenizes in several threads with one tokenizer

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from triplex.model.tokenize import Encoded, encode_windows, pad, split_cjk_characters
+from triplex.model.tokenize import TEXTS_AT_ONCE, Encoded, encode_windows, pad, split_cjk_characters
 
 from .conftest import shared_path
 
@@ -103,3 +103,16 @@ def test_batched_offsets_equal_a_token_by_token_reading(tokenizer: Tokenizer) ->
                 spans.append((start, end) if not special and end > start else (-1, -1))
             assert window.ids.tolist() == expected.ids
             assert list(zip(window.starts.tolist(), window.ends.tolist())) == spans
+
+
+def test_a_large_call_equals_its_texts_one_by_one(tokenizer: Tokenizer) -> None:
+    """A training set's worth of texts is tokenized in parts (TEXTS_AT_ONCE): the same windows as alone."""
+    texts = [f"{text} {index}" for index in range(TEXTS_AT_ONCE * 2 + 7) for text in TEXTS[index % len(TEXTS) :][:1]]
+    windows = encode_windows(tokenizer, texts, 24, 6)
+    assert len(windows) == len(texts)
+    for index in (0, TEXTS_AT_ONCE - 1, TEXTS_AT_ONCE, len(texts) - 1):
+        alone = encode_windows(tokenizer, [texts[index]], 24, 6)[0]
+        assert [w.text for w in windows[index]] == [texts[index]] * len(alone)
+        for window, expected in zip(windows[index], alone, strict=True):
+            assert window.ids.tolist() == expected.ids.tolist()
+            assert (window.starts.tolist(), window.ends.tolist()) == (expected.starts.tolist(), expected.ends.tolist())
