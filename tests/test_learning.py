@@ -12,7 +12,7 @@ from triplex.cli.common import load_model
 from triplex.training.data import ReadSummary, read_dataset, read_schema
 from triplex.training.evaluate import score
 from triplex.training.settings import TrainSettings
-from triplex.training.train import train
+from triplex.training.train import EMA, train
 
 from .conftest import OVERFIT, shared_path
 from .sample import RELATIONS, generate
@@ -99,3 +99,19 @@ def test_empty_text_gives_no_triples(tiny_encoder: Path, tmp_path: Path, text: s
     )
     found = load_model(str(tmp_path), "cpu").extract_all([text])
     assert found[0].triples == [] and found[0].windows == 1
+
+
+def test_averaged_weights_are_swapped_in_for_evaluation_and_back() -> None:
+    model = torch.nn.Linear(3, 2)
+    ema = EMA(model, 0.9)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    weight, trained = model.weight, {name: p.detach().clone() for name, p in model.named_parameters()}
+    averaged = {name: value.clone() for name, value in ema.shadow.items()}
+    assert not torch.equal(averaged["weight"], trained["weight"])
+    with ema.applied(model):
+        assert all(torch.equal(p, averaged[name]) for name, p in model.named_parameters())
+    assert model.weight is weight  # the optimizer's parameters stay the same objects
+    assert all(torch.equal(p, trained[name]) for name, p in model.named_parameters())
+    assert all(torch.equal(ema.shadow[name], value) for name, value in averaged.items())

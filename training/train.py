@@ -8,6 +8,7 @@ optimizer and its schedule (or resume them), then per epoch ``train_epoch`` and,
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import math
 import os
@@ -40,6 +41,14 @@ AUTO_CPU_BF16 = True
 Bar = Callable[..., tqdm]  # (total, description, unit, leave=True) -> a progress bar
 
 
+def return_large_blocks() -> None:
+    """Let glibc give every block of 1 MiB or more its own mapping, returned to the system when freed: with
+    its default, growing threshold, the heap kept ~200 MB of freed tensors of changing shapes (e5-small on
+    DuIE 2.0: peak 2,107 -> 1,895 MB, same speed; benchmarks/README.md). No-op without glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+
+
 def silent_bar(total: int, desc: str, unit: str, leave: bool = True) -> tqdm:
     return tqdm(total=total, disable=True)
 
@@ -62,18 +71,18 @@ class EMA:
 
     @contextlib.contextmanager
     def applied(self, model: torch.nn.Module) -> Iterator[None]:
-        """Swap the averaged weights in for the duration of the block."""
+        """Swap the averaged weights in for the duration of the block (tensors swapped, nothing copied)."""
         parameters = dict(model.named_parameters())
-        backup = {name: parameters[name].detach().clone() for name in self.shadow}
-        with torch.no_grad():
+
+        def swap() -> None:
             for name, value in self.shadow.items():
-                parameters[name].copy_(value)
+                parameters[name].data, self.shadow[name] = value, parameters[name].data
+
+        swap()
         try:
             yield
         finally:
-            with torch.no_grad():
-                for name, value in backup.items():
-                    parameters[name].copy_(value)
+            swap()
 
 
 def prepare_tokenizer(encoder: str, split_cjk: bool) -> tuple[Tokenizer, int | None]:
@@ -472,6 +481,7 @@ def train(
 ) -> dict:
     """Train, keep the best EMA checkpoint by dev F1 in ``output``; returns that checkpoint's dev metrics."""
     rank, world, device = setup_distributed(settings.device)
+    return_large_blocks()
     main_process = rank == 0
     if not main_process:
         log, bar = (lambda message: None), silent_bar  # the other ranks train silently
