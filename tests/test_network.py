@@ -56,3 +56,18 @@ def test_pointer_loss_is_finite_when_probabilities_saturate() -> None:
     # a confident right answer costs almost nothing, a confident wrong one a lot
     assert pointer_bce(torch.tensor([200.0]), torch.ones(1), 4).item() < 1e-6
     assert pointer_bce(torch.tensor([200.0]), torch.zeros(1), 4).item() > 10
+
+
+def test_fresh_pointers_start_at_their_base_rates() -> None:
+    """Not at 0.5 ** power: from there the first steps only pulled every output down, through every encoder
+    weight, and e5-small on a few hundred DuIE 1.0 sentences collapsed (benchmarks/README.md)."""
+    from triplex.training.network import OBJECT_POWER, OBJECT_PRIOR, SUBJECT_POWER, SUBJECT_PRIOR, probabilities
+
+    model = tiny_model(num_relations=5)
+    ids = torch.randint(5, 50, (4, 9))
+    with torch.no_grad():
+        hidden, subject_logits = model.encode(ids, torch.ones_like(ids))
+        object_logits = model.object_logits(hidden, torch.tensor([[0, 1, 2], [3, 4, 4]]))
+    subjects, objects = probabilities(subject_logits, SUBJECT_POWER), probabilities(object_logits, OBJECT_POWER)
+    assert abs(subjects.median().item() / SUBJECT_PRIOR - 1) < 0.5, subjects.median()
+    assert abs(objects.median().item() / OBJECT_PRIOR - 1) < 0.5, objects.median()
