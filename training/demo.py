@@ -33,7 +33,8 @@ def pretrained_minilm() -> Path:
 
 
 # Word embeddings kept as pretrained: half of MiniLM's weights need no gradient, AdamW or average step (build
-# 192 s instead of 214 here, held-out F1 0.948 instead of 0.937, one run each; benchmarks/README.md).
+# 192 s instead of 214 here, held-out F1 0.948 instead of 0.937 with the heads' earlier start, one run each;
+# benchmarks/README.md, "The demo's build").
 DEMO_SETTINGS = TrainSettings(
     epochs=3, batch_size=16, learning_rate=1e-4, head_learning_rate=1e-3, ema_decay=0.99, max_length=64,
     freeze_embeddings=True,
