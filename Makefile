@@ -56,7 +56,7 @@ label-studio: $(LS_VENV)/bin/label-studio
 # Two pytest processes (each test file in one of them; tests that train use one thread each): CI has 2 cores.
 test: install chromium wrk label-studio
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations 15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations 30
 
 lint: install
 	$(BIN)/ruff check .
@@ -65,7 +65,7 @@ lint: install
 
 # What the image runs: a fresh environment with only the serving dependencies, the entrypoint's command.
 check-serving: install
-	bash docker/check-serving.sh
+	bash docker/check-serving.sh $(DEMO_EXPORT)
 
 clean:
 	rm -rf $(VENV) .venv-serve $(LS_VENV) .pytest_cache .ruff_cache

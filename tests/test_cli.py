@@ -60,6 +60,17 @@ def train_args(files: dict[str, Path], encoder: Path, output: Path, *extra: str)
             "--output", str(output), *extra]  # fmt: skip
 
 
+def error_in_process(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    """``main(argv)`` in this process (torch imported once for all cases): it must return 2, not raise, and
+    end with one error line, which is returned."""
+    code = main(argv)
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2 and lines and "Traceback" not in captured.err + captured.out, (argv, captured.err)
+    assert lines[-1].startswith("triplex: error: ") and sum("error" in line for line in lines) == 1, lines
+    return lines[-1]
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()  # progress lines may come first; the error is one line, last
@@ -280,12 +291,8 @@ def test_every_bad_case_is_one_line_without_a_traceback(
     monkeypatch.chdir(tmp_path)  # "models/..." is a folder here: a path, never a hub id
     answers = {}
     for name, (argv, fragment) in bad_cases(sample_files, tiny_encoder, trained, tmp_path).items():
-        code = main(argv)
-        captured = capsys.readouterr()
-        lines = captured.err.strip().splitlines()
-        assert code == 2 and lines and "Traceback" not in captured.err + captured.out, (name, captured.err)
-        assert lines[-1].startswith("triplex: error: ") and fragment in lines[-1], (name, lines[-1])
-        answers[name] = lines[-1]
+        answers[name] = error_in_process(argv, capsys)
+        assert fragment in answers[name], (name, answers[name])
     with capsys.disabled():  # the closing note quotes these
         print("\n" + "\n".join(f"{name}: {line}" for name, line in answers.items()))
 

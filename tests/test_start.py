@@ -16,7 +16,7 @@ from triplex.training.train import train
 
 from .conftest import OVERFIT
 from .sample import RELATIONS, generate
-from .test_cli import assert_one_line_error, train_args, triplex
+from .test_cli import error_in_process, train_args, triplex
 from .tiny_encoder import build_encoder
 
 LABELS = [relation.label for relation in RELATIONS]
@@ -58,17 +58,17 @@ def test_a_start_learns_in_one_epoch_what_scratch_does_not(trained, tiny_encoder
     assert f"started from `{trained[0]}`" in (tmp_path / "b" / "README.md").read_text()
 
 
-def test_a_start_from_another_encoder_or_no_model_is_refused_in_one_line(trained, tmp_path: Path) -> None:
+def test_a_start_from_another_encoder_or_no_model_is_refused_in_one_line(trained, tmp_path: Path, capsys) -> None:
     files = {"train": tmp_path / "train.jsonl", "dev": tmp_path / "dev.jsonl"}
     write_jsonl(generate(8, seed=3), files["train"])
     write_jsonl(generate(4, seed=4), files["dev"])
     wider = build_encoder(tmp_path / "wider", [e.text for e in generate(50, seed=1)], hidden=32)
-    result = triplex(*train_args(files, wider, tmp_path / "out", "--init-from", str(trained[0])))
-    assert_one_line_error(result, "--init-from", "hidden_size 64 against 32")
-    result = triplex(*train_args(files, wider, tmp_path / "out2", "--init-from", str(trained[1])))  # an export
-    assert_one_line_error(result, "not a trained model folder")
+    error = error_in_process(train_args(files, wider, tmp_path / "out", "--init-from", str(trained[0])), capsys)
+    assert "--init-from" in error and "hidden_size 64 against 32" in error, error
+    error = error_in_process(train_args(files, wider, tmp_path / "out2", "--init-from", str(trained[1])), capsys)
+    assert "not a trained model folder" in error, error  # an export
     no_encoder = ["train", "--train", str(files["train"]), "--dev", str(files["dev"]), "--output", str(tmp_path / "o")]
-    assert_one_line_error(triplex(*no_encoder), "give --encoder")
+    assert "give --encoder" in error_in_process(no_encoder, capsys)
 
 
 def test_a_model_that_finds_nothing_on_dev_is_reported(tiny_encoder: Path, tmp_path: Path) -> None:
