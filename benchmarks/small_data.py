@@ -23,6 +23,8 @@ from pathlib import Path
 
 from common import RESULTS, ROOT, machine, merge_results
 
+EPOCHS = 10  # the curves' budget: every run of a curve trains this many epochs
+
 SETS = {  # training file, dev file, schema, encoder (under ../shared)
     "duie1": (
         "data/duie1_lic2019/train_data.sample2601.json",
@@ -60,9 +62,22 @@ def train(args: argparse.Namespace, train_file: Path, output: Path, start: Path 
         command += ["--lr", str(args.lr)]
     started = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    best = json.loads((output / "extractor.json").read_text())["training"]["best"]
-    f1 = best.get("f1_at_chosen_thresholds", best["f1"])
-    return {"f1": round(f1, 4), "epoch": best["epoch"], "minutes": round((time.perf_counter() - started) / 60, 1)}
+    training = json.loads((output / "extractor.json").read_text())["training"]
+    return {"f1": f1(training["best"]), "epoch": training["best"]["epoch"],
+            "minutes": round((time.perf_counter() - started) / 60, 1),
+            "per_epoch": [f1(epoch) for epoch in training["epochs"]]}  # fmt: skip
+
+
+def f1(record: dict) -> float:
+    """An epoch's dev F1 at the thresholds chosen on dev."""
+    return round(record.get("f1_at_chosen_thresholds", record["f1"]), 4)
+
+
+def suffix(args: argparse.Namespace) -> str:
+    """What sets a run apart from the curve's own runs (the CLI's learning rate, EPOCHS epochs)."""
+    parts = [f"lr={args.lr:g}"] if args.lr is not None else []
+    parts += [f"epochs={args.epochs}"] if args.epochs != EPOCHS else []
+    return "".join(f"@{part}" for part in parts)
 
 
 def trained_on(start: Path, card: dict) -> list[str]:
@@ -79,7 +94,12 @@ def main() -> None:
     parser.add_argument("--set", choices=SETS, required=True)
     parser.add_argument("--start", type=Path, required=True, help="a trained model folder that did not see --set")
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 500, 1000])
-    parser.add_argument("--epochs", type=int, default=10, help="the same for every run: the budget")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=EPOCHS,
+        help=f"the same for every run: the budget; other than {EPOCHS}: recorded as MODE@epochs=N",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--lr", type=float, help="encoder learning rate (default: the CLI's); recorded as MODE@lr=LR")
     parser.add_argument("--modes", nargs="+", choices=("scratch", "init"), default=["scratch", "init"])
@@ -95,14 +115,14 @@ def main() -> None:
             "path": str(args.start),
             "trained_on": trained_on(args.start, card),
         },
-        "epochs": args.epochs,
+        "epochs": EPOCHS,
         "machine": f"CPU only: {machine()}",
     }
     for size in args.sizes:
         train_file = subset(args.shared / SETS[args.set][0], size, args.work / f"{args.set}_{size}.json")
         for mode in args.modes:
             for seed in args.seeds:
-                key = mode if args.lr is None else f"{mode}@lr={args.lr:g}"
+                key = mode + suffix(args)
                 output = args.work / f"{args.set}_{size}_{key}_{seed}"
                 run = train(args, train_file, output, args.start if mode == "init" else None, seed)
                 results.setdefault(f"{key}_runs", {}).setdefault(str(size), {})[str(seed)] = run
