@@ -331,6 +331,8 @@ def test_version_and_help_defaults() -> None:
     assert triplex("--version").stdout.strip() == f"triplex {triplex_version}"
     help_text = triplex("train", "--help").stdout
     assert "(default: auto)" in help_text and "--overwrite" in help_text and "--quiet" in help_text
+    assert "(default: None)" not in help_text and "(default: False)" not in help_text  # nothing said: nothing shown
+    assert help_text.count("(default: one beside --train") == 1  # a default the help states is not repeated
 
 
 def test_extract_keeps_each_record_and_streams(cli_export: Path) -> None:

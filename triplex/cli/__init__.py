@@ -12,7 +12,7 @@ import sys
 
 from triplex import ModelError, __version__
 from triplex.cli import evaluate, export, extract, label_studio, train
-from triplex.cli.common import CliError, Console
+from triplex.cli.common import CliError, Console, HelpFormatter
 from triplex.files import FileError
 from triplex.training.data import FORMATS, DataError
 
@@ -28,9 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-q", "--quiet", action="store_true", help="print only results and errors")
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        return commands.add_parser(
-            name, help=help, parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-        )
+        return commands.add_parser(name, help=help, parents=[common], formatter_class=HelpFormatter)
 
     train.add_parser(command("train", "train an extractor on labelled data"), formats)
     evaluate.add_parser(command("evaluate", "precision, recall and F1 of a model on labelled data"), formats)

@@ -8,7 +8,7 @@ import os
 import shlex
 from pathlib import Path
 
-from triplex.cli.common import CliError, Console
+from triplex.cli.common import CliError, Console, HelpFormatter
 
 
 def add_parser(command: argparse.ArgumentParser) -> None:
@@ -16,7 +16,7 @@ def add_parser(command: argparse.ArgumentParser) -> None:
     serve = actions.add_parser(
         "serve",
         help="serve a model as a Label Studio ML backend (connect it in the project's Model settings)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     serve.add_argument(
         "--model", required=True, help="trained model folder (to train again), or an export folder (predict only)"
@@ -42,7 +42,7 @@ def add_parser(command: argparse.ArgumentParser) -> None:
     pull = actions.add_parser(
         "pull",
         help="write a project's annotated tasks to a file that 'triplex train --format labelstudio' reads",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     pull.add_argument(
         "--url", default=os.environ.get("LABEL_STUDIO_URL"), help="Label Studio's address (LABEL_STUDIO_URL)"
