@@ -1,8 +1,9 @@
-"""Messages between the front ends and the engine process: length-prefixed pickles on a Unix socket.
+"""Messages between the front ends and the engine process: length-prefixed frames on a Unix socket.
 
-Both ends are this package on one host, so pickle (protocol 5, numpy arrays as raw buffers) is safe
-and fast. Front end -> engine: ``Submit`` and ``Cancel``. Engine -> front end: ``Hello`` once on
-connecting, then ``Done`` or ``Failed`` for each request submitted.
+Front end -> engine: ``Submit`` and ``Cancel``. Engine -> front end: ``Hello`` once on connecting, then
+``Done`` or ``Failed`` for each request submitted. The two that every request sends, ``Submit`` and
+``Done``, are a fixed header and raw int64/float64 arrays (about 8 µs to write and read one here, against
+50 with pickle); the rare ones are pickles (both ends are this package on one host, so that is safe).
 """
 
 from __future__ import annotations
@@ -74,13 +75,45 @@ class Failed:
 Message = Hello | Submit | Cancel | Done | Failed
 
 
+PICKLED, SUBMIT, DONE = b"p", b"s", b"d"  # a frame's first byte
+SUBMIT_HEAD = struct.Struct("<cqdI")  # kind, request id, deadline, windows; then lengths, ids, starts (int64)
+DONE_HEAD = struct.Struct("<cqI")  # kind, request id, triples; then rows (int64, 6 per triple), scores (float64)
+
+
 def frame(message: Message) -> bytes:
-    body = pickle.dumps(message, protocol=5)
+    if isinstance(message, Submit):
+        parts = [SUBMIT_HEAD.pack(SUBMIT, message.request_id, message.deadline, len(message.lengths))]
+        parts += [int64(message.lengths), int64(message.ids), int64(message.starts)]
+    elif isinstance(message, Done):
+        spans = message.spans
+        parts = [DONE_HEAD.pack(DONE, message.request_id, len(spans)), int64(spans.rows)]
+        parts.append(np.asarray(spans.scores, dtype=np.float64).tobytes())
+    else:
+        parts = [PICKLED, pickle.dumps(message, protocol=5)]
+    body = b"".join(parts)
     return HEADER.pack(len(body)) + body
 
 
+def int64(values: np.ndarray | list[int]) -> bytes:
+    return np.asarray(values, dtype=np.int64).tobytes()
+
+
 def parse(body: bytes) -> Message:
-    return pickle.loads(body)
+    """A message from its frame's body; the arrays of ``Submit`` and ``Done`` are read-only views of it."""
+    kind = body[:1]
+    if kind == SUBMIT:
+        _, request_id, deadline, windows = SUBMIT_HEAD.unpack_from(body)
+        lengths = np.frombuffer(body, np.int64, windows, SUBMIT_HEAD.size)
+        tokens, offset = int(lengths.sum()), SUBMIT_HEAD.size + 8 * windows
+        ids = np.frombuffer(body, np.int64, tokens, offset)
+        starts = np.frombuffer(body, np.int64, tokens, offset + 8 * tokens)
+        return Submit(request_id, ids, starts, lengths.tolist(), deadline)
+    if kind == DONE:
+        _, request_id, triples = DONE_HEAD.unpack_from(body)
+        rows = np.frombuffer(body, np.int64, 6 * triples, DONE_HEAD.size).reshape(triples, 6)
+        scores = np.frombuffer(body, np.float64, triples, DONE_HEAD.size + 48 * triples)
+        return Done(request_id, Spans(rows, scores))
+    return pickle.loads(body[1:])
 
 
 def receive(stream: BinaryIO) -> Message:
