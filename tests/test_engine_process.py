@@ -15,12 +15,14 @@ import httpx
 import numpy as np
 import pytest
 
+from triplex.model.decode import Spans
 from triplex.model.extractor import open_export
 from triplex.model.tokenize import load_tokenizer
 from triplex.service.app import create_app
 from triplex.service.engine_process import EngineServer, Failure
 from triplex.service.metrics import Metrics
 from triplex.service.scheduler import Request, Scheduler
+from triplex.service.wire import Cancel, Done, EngineInfo, Failed, Hello, Submit, frame, parse
 
 from .sample import generate
 from .test_service import TEXTS, settings, with_client
@@ -32,6 +34,23 @@ def windows(*lengths: int) -> dict[str, list[np.ndarray]]:
     """A request's windows of these lengths, as the engine process receives them."""
     ids = [np.ones(length, dtype=np.int64) for length in lengths]
     return {"ids": ids, "starts": ids}
+
+
+def test_every_message_comes_back_as_it_was_sent() -> None:
+    def sent(message):
+        framed = frame(message)
+        assert int.from_bytes(framed[:4], "big") == len(framed) - 4
+        return parse(framed[4:])
+
+    submit = sent(Submit(7, np.arange(10), np.arange(10) - 1, [4, 6], 123.25))
+    assert (submit.request_id, submit.lengths, submit.deadline) == (7, [4, 6], 123.25)
+    assert submit.ids.tolist() == list(range(10)) and submit.starts.tolist() == list(range(-1, 9))
+    assert sent(Submit(8, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), [], 1.0)).lengths == []
+    done = sent(Done(3, Spans(np.arange(12).reshape(2, 6), np.array([0.5, 0.25]))))
+    assert done.request_id == 3 and done.spans.rows.tolist() == np.arange(12).reshape(2, 6).tolist()
+    assert done.spans.scores.tolist() == [0.5, 0.25] and sent(Done(4, Spans.empty())).spans.rows.shape == (0, 6)
+    for message in (Cancel(5), Failed(1, 500, "engine_error", "why"), Hello(EngineInfo("cpu", "fp32", 8, {"a": 1.0}))):
+        assert sent(message) == message
 
 
 def test_scheduler_leads_with_the_least_recently_served_and_caps_each_request() -> None:
