@@ -56,6 +56,13 @@ class Spans:
         rows[:, self.WINDOW] -= begin
         return Spans(rows, self.scores[first:last])
 
+    @classmethod
+    def concat(cls, parts: list[Spans]) -> Spans:
+        """Parts whose window columns already count in one numbering, one after the other."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(np.concatenate([p.rows for p in parts]), np.concatenate([p.scores for p in parts]))
+
     def per_window(self, windows: int) -> list[Spans]:
         bounds = np.searchsorted(self.rows[:, self.WINDOW], np.arange(windows + 1)).tolist()
         return [Spans(self.rows[a:b], self.scores[a:b]) for a, b in zip(bounds, bounds[1:])]

@@ -24,8 +24,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..model.decode import Spans
 from ..model.extractor import Extractor, InFlight, open_export
 from ..model.runtime import ExportError
@@ -239,7 +237,7 @@ class EngineServer:
                 request.remaining -= 1
                 if not request.remaining:
                     self.active.pop(request.key)
-                    answers.append((request, Done(request.key[1], joined(request.spans))))
+                    answers.append((request, Done(request.key[1], Spans.concat(request.spans))))
         by_peer: dict[int, list[wire.Message]] = {}
         for request, message in answers:
             by_peer.setdefault(request.key[0], []).append(message)
@@ -247,12 +245,6 @@ class EngineServer:
             peer = self.peers.get(peer_id)
             if peer is not None:
                 peer.send(*messages)
-
-
-def joined(spans: list[Spans]) -> Spans:
-    if len(spans) == 1:
-        return spans[0]
-    return Spans(np.concatenate([s.rows for s in spans]), np.concatenate([s.scores for s in spans]))
 
 
 def exit_with_parent() -> None:

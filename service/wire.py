@@ -83,19 +83,19 @@ DONE_HEAD = struct.Struct("<cqI")  # kind, request id, triples; then rows (int64
 def frame(message: Message) -> bytes:
     if isinstance(message, Submit):
         parts = [SUBMIT_HEAD.pack(SUBMIT, message.request_id, message.deadline, len(message.lengths))]
-        parts += [int64(message.lengths), int64(message.ids), int64(message.starts)]
+        parts += [raw(message.lengths), raw(message.ids), raw(message.starts)]
     elif isinstance(message, Done):
         spans = message.spans
-        parts = [DONE_HEAD.pack(DONE, message.request_id, len(spans)), int64(spans.rows)]
-        parts.append(np.asarray(spans.scores, dtype=np.float64).tobytes())
+        parts = [DONE_HEAD.pack(DONE, message.request_id, len(spans)), raw(spans.rows)]
+        parts.append(raw(spans.scores, np.float64))
     else:
         parts = [PICKLED, pickle.dumps(message, protocol=5)]
     body = b"".join(parts)
     return HEADER.pack(len(body)) + body
 
 
-def int64(values: np.ndarray | list[int]) -> bytes:
-    return np.asarray(values, dtype=np.int64).tobytes()
+def raw(values: np.ndarray | list[int], dtype: type = np.int64) -> bytes:
+    return np.asarray(values, dtype=dtype).tobytes()
 
 
 def parse(body: bytes) -> Message:
