@@ -73,9 +73,11 @@ def f1(record: dict) -> float:
     return round(record.get("f1_at_chosen_thresholds", record["f1"]), 4)
 
 
-def suffix(args: argparse.Namespace) -> str:
-    """What sets a run apart from the curve's own runs (the CLI's learning rate, EPOCHS epochs)."""
-    parts = [f"lr={args.lr:g}"] if args.lr is not None else []
+def suffix(args: argparse.Namespace, mode: str) -> str:
+    """What sets a run apart from the curve's own runs (the curve's start, the CLI's learning rate, EPOCHS
+    epochs)."""
+    parts = [f"start={args.start_name}"] if args.start_name and mode == "init" else []
+    parts += [f"lr={args.lr:g}"] if args.lr is not None else []
     parts += [f"epochs={args.epochs}"] if args.epochs != EPOCHS else []
     return "".join(f"@{part}" for part in parts)
 
@@ -102,6 +104,7 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--lr", type=float, help="encoder learning rate (default: the CLI's); recorded as MODE@lr=LR")
+    parser.add_argument("--start-name", help="another start than the curve's: its runs are recorded as init@start=NAME")
     parser.add_argument("--modes", nargs="+", choices=("scratch", "init"), default=["scratch", "init"])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "small")
@@ -110,11 +113,13 @@ def main() -> None:
     card = json.loads((args.start / "extractor.json").read_text())["training"]
     stored = RESULTS / "small_data.json"
     results = (json.loads(stored.read_text()) if stored.is_file() else {}).get(args.set, {})
+    start = {"path": str(args.start), "trained_on": trained_on(args.start, card),
+             "epochs": len(card["epochs"]), "dev_f1": f1(card["best"])}  # fmt: skip
+    if args.start_name:
+        results.setdefault("starts", {})[args.start_name] = start
+    else:
+        results["init_from"] = start
     results |= {
-        "init_from": {
-            "path": str(args.start),
-            "trained_on": trained_on(args.start, card),
-        },
         "epochs": EPOCHS,
         "machine": f"CPU only: {machine()}",
     }
@@ -122,7 +127,7 @@ def main() -> None:
         train_file = subset(args.shared / SETS[args.set][0], size, args.work / f"{args.set}_{size}.json")
         for mode in args.modes:
             for seed in args.seeds:
-                key = mode + suffix(args)
+                key = mode + suffix(args, mode)
                 output = args.work / f"{args.set}_{size}_{key}_{seed}"
                 run = train(args, train_file, output, args.start if mode == "init" else None, seed)
                 results.setdefault(f"{key}_runs", {}).setdefault(str(size), {})[str(seed)] = run
