@@ -375,7 +375,13 @@ def test_two_workers_share_the_connections(two_workers) -> None:
     for connection in connections:
         assert connection.recv(12) == b"HTTP/1.1 200"
         connection.close()
-    served = [after - earlier for after, earlier in zip(requests_per_worker(process.pid), before, strict=True)]
+    # a worker counts a request once its answer is sent, so the last count may come just after the answer
+    deadline = time.monotonic() + 5
+    while True:
+        served = [after - earlier for after, earlier in zip(requests_per_worker(process.pid), before, strict=True)]
+        if sum(served) >= 64 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     # the kernel hashes connections over the two sockets: fewer than 16 of 64 on one is a 4-sigma event
     assert len(served) == 2 and sum(served) == 64 and min(served) >= 16, served
 
