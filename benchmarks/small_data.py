@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -23,10 +22,6 @@ import time
 from pathlib import Path
 
 from common import RESULTS, ROOT, machine, merge_results
-from safetensors.torch import load_file, save_file
-
-from triplex.model.schema import relation_label
-from triplex.training.start import ANY_RELATION
 
 EPOCHS = 10  # the curves' budget: every run of a curve trains this many epochs
 
@@ -96,30 +91,6 @@ def trained_on(start: Path, card: dict) -> list[str]:
     return [f["path"] for f in card["files"] if f["role"] == "train"]
 
 
-def without_any(start: Path) -> Path:
-    """A copy of ``start`` without its ``*`` relation (``START-without-any``), whose object rows the user's new
-    relations would start from: they start at their base rate instead (the ablation)."""
-    target = start.with_name(start.name + "-without-any")
-    target.mkdir(exist_ok=True)
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
-        if (start / name).is_file():
-            shutil.copy(start / name, target / name)
-    config = json.loads((start / "extractor.json").read_text())
-    index = [relation_label(r["predicate"], r["slot"]) for r in config["relations"]].index(ANY_RELATION)
-    config["relations"].pop(index)
-    (target / "extractor.json").write_text(json.dumps(config, ensure_ascii=False, indent=2))
-    weights = load_file(start / "model.safetensors")
-    for name in ("object_head.weight", "object_head.bias"):
-        rows = weights[name]
-        weights[name] = rows[[row for row in range(len(rows)) if row // 2 != index]].contiguous()
-    save_file(weights, target / "model.safetensors")
-    sources = start.with_name(start.name + ".data") / "sources.json"  # what it saw: trained_on() reads it
-    if sources.is_file():
-        target.with_name(target.name + ".data").mkdir(exist_ok=True)
-        shutil.copy(sources, target.with_name(target.name + ".data") / "sources.json")
-    return target
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", choices=SETS, required=True)
@@ -135,18 +106,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, help="encoder learning rate (default: the CLI's); recorded as MODE@lr=LR")
     parser.add_argument("--start-name", help="another start than the curve's: its runs are recorded as init@start=NAME")
     parser.add_argument("--modes", nargs="+", choices=("scratch", "init"), default=["scratch", "init"])
-    parser.add_argument(
-        "--without-any",
-        action="store_true",
-        help=f"drop the start's '{ANY_RELATION}' relation, so that new relations start at their base rate; "
-        "recorded as init@start=NAME",
-    )
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "small")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    if args.without_any:
-        args.start, args.start_name = without_any(args.start), args.start_name or f"{args.start.name}-without-any"
     card = json.loads((args.start / "extractor.json").read_text())["training"]
     stored = RESULTS / "small_data.json"
     results = (json.loads(stored.read_text()) if stored.is_file() else {}).get(args.set, {})

@@ -4,12 +4,10 @@
         --output runs/starts/en-webnlg-nyt --epochs 3
 
 Each set's predicates are prefixed with its name (``nyt_star:/people/person/place_lived``), so the sets'
-schemas stay apart in one object head, and one more relation, ``*``, holds the objects of every relation of
-a subject (a user's relation that no set has begins from it: ``triplex.training.start``). The sets'
-training sentences are shuffled together and their dev sentences (a set without a dev file gives up its
-last ``--dev-size`` training sentences) make one dev file. The result is an ordinary checkpoint whose
-model card names the combined files; the combined files and the trailing arguments' ``triplex train`` run
-are written under ``--output``.
+schemas stay apart in one object head; the sets' training sentences are shuffled together and their dev
+sentences (a set without a dev file gives up its last ``--dev-size`` training sentences) make one dev file.
+The result is an ordinary checkpoint whose model card names the combined files; the combined files and
+the trailing arguments' ``triplex train`` run are written under ``--output``.
 """
 
 from __future__ import annotations
@@ -25,9 +23,8 @@ from common import ROOT
 
 from triplex.model.schema import Relation, Triple, write_schema
 from triplex.training.data import Example, read_dataset, read_schema, write_jsonl
-from triplex.training.start import ANY_RELATION
 
-SETS = {  # training file(s), dev file (None: split off the training file), schema (under ../shared/data)
+SETS = {  # training file, dev file (None: split off the training file), schema (under ../shared/data)
     "webnlg_star": ("webnlg_star_casrel/train_triples.json", "webnlg_star_casrel/dev_triples.json",
                     "webnlg_star_casrel/rel2id.json"),
     "nyt_star": ("nyt_star_casrel/dev_triples.json", None, "nyt_star_casrel/rel2id.json"),
@@ -37,57 +34,38 @@ SETS = {  # training file(s), dev file (None: split off the training file), sche
     "duie1": ("duie1_lic2019/train_data.sample2601.json", "duie1_lic2019/dev_data.head300.json",
               "duie1_lic2019/all_50_schemas"),
     "duie2": ("duie2/duie_train.head5000.json", "duie2/duie_dev.head1000.json", "duie2/duie_schema.json"),
-    "duie2_all": (("duie2/duie_train.head5000.json", "duie2/duie_train.sample4398.json"),
-                  "duie2/duie_dev.head1000.json", "duie2/duie_schema.json"),
 }  # fmt: skip
 
 
-def train_files(name: str) -> list[str]:
-    files = SETS[name][0]
-    return [files] if isinstance(files, str) else list(files)
+def prefixed(name: str, examples: list[Example]) -> list[Example]:
+    """The examples with every predicate named ``NAME:predicate``."""
+    return [
+        Example(e.text, [Triple(t.subject, f"{name}:{t.predicate}", t.object, t.score) for t in e.triples])
+        for e in examples
+    ]
 
 
-def renamed(prefix: str, examples: list[Example]) -> list[Example]:
-    """The examples with every predicate named ``PREFIXpredicate``, and one ``*`` triple per subject and object
-    that some predicate joins."""
-
-    def triples(example: Example) -> list[Triple]:
-        named = [Triple(t.subject, prefix + t.predicate, t.object, t.score) for t in example.triples]
-        pairs = {
-            (t.subject.start, t.subject.end, t.object.start, t.object.end): Triple(
-                t.subject, ANY_RELATION, t.object, t.score
-            )
-            for t in example.triples
-        }
-        return named + list(pairs.values())
-
-    return [Example(e.text, triples(e)) for e in examples]
-
-
-def combine(
-    names: list[str], data: Path, dev_size: int, seed: int, keep_names: bool
-) -> tuple[list, list, list[Relation]]:
+def combine(names: list[str], data: Path, dev_size: int, seed: int) -> tuple[list, list, list[Relation]]:
     train: list[Example] = []
     dev: list[Example] = []
-    relations: dict[str, Relation] = {}
+    relations: list[Relation] = []
     for name in names:
-        _, dev_file, schema = SETS[name]
-        prefix = "" if keep_names else f"{name}:"
-        examples = renamed(prefix, [e for file in train_files(name) for e in read_dataset(data / file)[0]])
+        train_file, dev_file, schema = SETS[name]
+        examples = prefixed(name, read_dataset(data / train_file)[0])
         if dev_file is None:
             examples, held = examples[:-dev_size], examples[-dev_size:]
         else:
-            held = renamed(prefix, read_dataset(data / dev_file)[0])[:dev_size]
+            held = prefixed(name, read_dataset(data / dev_file)[0])[:dev_size]
         train += examples
         dev += held
-        for r in read_schema(data / schema):
-            if not r.slot or r.slot == "@value":
-                relations.setdefault(
-                    prefix + r.predicate, Relation(prefix + r.predicate, r.subject_type, r.object_type)
-                )
+        relations += [
+            Relation(f"{name}:{r.predicate}", r.subject_type, r.object_type)
+            for r in read_schema(data / schema)
+            if not r.slot or r.slot == "@value"
+        ]
         print(f"{name}: {len(examples)} training, {len(held)} dev sentences", flush=True)
     random.Random(seed).shuffle(train)
-    return train, dev, [*relations.values(), Relation(ANY_RELATION)]
+    return train, dev, relations
 
 
 def main() -> None:
@@ -98,22 +76,14 @@ def main() -> None:
     parser.add_argument("--dev-size", type=int, default=300, help="dev sentences per set")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument(
-        "--keep-names",
-        action="store_true",
-        help="keep the sets' predicate names (no NAME: prefix): a user's relation of the same name then starts "
-        "from its rows",
-    )
     args, train_args = parser.parse_known_args()
     files = args.output.with_name(args.output.name + ".data")
     files.mkdir(parents=True, exist_ok=True)
-    train, dev, relations = combine(args.sets, args.data, args.dev_size, args.seed, args.keep_names)
+    train, dev, relations = combine(args.sets, args.data, args.dev_size, args.seed)
     write_jsonl(train, files / "train.jsonl")
     write_jsonl(dev, files / "dev.jsonl")
     write_schema(files / "schema.jsonl", relations)
-    sources = [
-        str(args.data / file) for name in args.sets for file in train_files(name)
-    ]  # what the start saw, for small_data.py
+    sources = [str(args.data / SETS[name][0]) for name in args.sets]  # what the start saw, for small_data.py
     (files / "sources.json").write_text(json.dumps(sources, indent=2))
     command = [sys.executable, "-m", "triplex", "train", "--train", str(files / "train.jsonl"),
                "--dev", str(files / "dev.jsonl"), "--schema", str(files / "schema.jsonl"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import torch
@@ -12,7 +11,7 @@ from safetensors.torch import load_file
 
 from triplex.training.data import ReadSummary, write_jsonl
 from triplex.training.network import PointerExtractor, load_encoder
-from triplex.training.start import ANY_RELATION, start_from
+from triplex.training.start import start_from
 from triplex.training.train import train
 
 from .conftest import OVERFIT
@@ -43,25 +42,6 @@ def test_shared_relations_keep_their_object_heads_and_new_ones_start_fresh(train
         else:
             assert torch.equal(state["object_head.weight"][rows], fresh[rows])
     assert (record["relations_kept"], record["relations_fresh"]) == (2, 1) and len(record["sha256"]) == 64
-    assert record["fresh_from"] == "base rate"
-
-
-def test_new_relations_start_from_the_any_relation_of_a_start_that_has_one(trained, tiny_encoder: Path, tmp_path):
-    start = tmp_path / "start"
-    shutil.copytree(trained[0], start)
-    config = json.loads((start / "extractor.json").read_text())
-    assert config["relations"][1]["slot"] == "@value"
-    config["relations"][1]["predicate"] = ANY_RELATION  # its rows become the start's rows for any relation
-    (start / "extractor.json").write_text(json.dumps(config))
-    labels = ["sponsored_by", LABELS[0], "coached_by"]
-    model = PointerExtractor(load_encoder(str(tiny_encoder)), len(labels))
-    record = start_from(model, labels, start)
-    source = load_file(start / "model.safetensors")
-    for name in ("object_head.weight", "object_head.bias"):
-        ours, theirs = model.state_dict()[name], source[name]
-        assert torch.equal(ours[2:4], theirs[0:2])  # the shared relation: its own rows
-        assert torch.equal(ours[0:2], theirs[2:4]) and torch.equal(ours[4:6], theirs[2:4])  # new ones: the '*' rows
-    assert (record["relations_kept"], record["relations_fresh"], record["fresh_from"]) == (1, 2, ANY_RELATION)
 
 
 def test_a_start_learns_in_one_epoch_what_scratch_does_not(trained, tiny_encoder: Path, tmp_path: Path) -> None:

@@ -1,10 +1,8 @@
 """Starting points (``triplex train --init-from MODEL``): a new model that begins from a trained one.
 
 The encoder, the subject head and Conditional LayerNorm are taken from MODEL; of the object head, the rows
-of every relation whose label the new schema shares with MODEL's. The others start from MODEL's
-``ANY_RELATION`` rows where it has them (a start built by ``benchmarks/starts.py`` learnt there where the
-object of any relation of a subject stands), else fresh at their base rate. The schema is the new model's
-own. A MODEL whose encoder differs from the new one (vocabulary, layers, hidden
+of every relation whose label the new schema shares with MODEL's, and fresh rows for the others. The
+schema is the new model's own. A MODEL whose encoder differs from the new one (vocabulary, layers, hidden
 size) is refused: its weights would not fit, or would mean something else.
 """
 
@@ -23,10 +21,6 @@ from .network import WEIGHTS_FILE, PointerExtractor
 
 # What an encoder must share with the starting point's for its weights to be taken.
 SHAPE = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
-
-
-# The relation whose objects are those of every other relation of a subject: a new relation begins from it.
-ANY_RELATION = "*"
 
 
 class StartError(ValueError):
@@ -63,9 +57,8 @@ def start_from(model: PointerExtractor, labels: list[str], folder: Path) -> dict
         raise StartError(f"--init-from '{folder}': its weights do not fit this model ({', '.join(missing)} ...)")
     with torch.no_grad():
         for index, label in enumerate(labels):
-            source = theirs.get(label, theirs.get(ANY_RELATION))
-            if source is not None:
-                rows = slice(2 * source, 2 * source + 2)  # its start and end logits
+            if label in theirs:
+                rows = slice(2 * theirs[label], 2 * theirs[label] + 2)  # its start and end logits
                 model.object_head.weight[2 * index : 2 * index + 2] = weights["object_head.weight"][rows]
                 model.object_head.bias[2 * index : 2 * index + 2] = weights["object_head.bias"][rows]
     return {
@@ -75,5 +68,4 @@ def start_from(model: PointerExtractor, labels: list[str], folder: Path) -> dict
         "trained_on": [file["path"] for file in start.training.get("files", []) if file.get("role") == "train"],
         "relations_kept": len(shared),
         "relations_fresh": len(labels) - len(shared),
-        "fresh_from": ANY_RELATION if ANY_RELATION in theirs else "base rate",
     }
