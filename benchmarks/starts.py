@@ -49,13 +49,8 @@ def prefixed(name: str, examples: list[Example]) -> list[Example]:
 
     def triples(example: Example) -> list[Triple]:
         named = [Triple(t.subject, f"{name}:{t.predicate}", t.object, t.score) for t in example.triples]
-        pairs = {
-            (t.subject.start, t.subject.end, t.object.start, t.object.end): Triple(
-                t.subject, ANY_RELATION, t.object, t.score
-            )
-            for t in example.triples
-        }
-        return named + list(pairs.values())
+        pairs = {(t.subject.start, t.subject.end, t.object.start, t.object.end): t for t in example.triples}
+        return named + [Triple(t.subject, ANY_RELATION, t.object, t.score) for t in pairs.values()]
 
     return [Example(e.text, triples(e)) for e in examples]
 
