@@ -9,17 +9,21 @@ current model (what Label Studio's "order by prediction score" puts first), or a
 is trained on everything labelled so far, from the plain encoder with the same settings and epochs (the
 budget) in every round. Dev F1 (the kept epoch, thresholds chosen on dev) per round and strategy goes to
 benchmarks/results/labelling_loop.json as ``{"dataset": ..., "rounds": [{"labels": N, "uncertainty": F1,
-"random": F1}, ...]}``; the result file is written after every training, so a cut run keeps its rounds.
+"random": F1}, ...]}``, the medians over the seeds run so far (``--seed``: another draw of the first texts,
+the pool, the random choices and the trainings), each seed's own rounds under ``seeds``; the file is written
+after every training, so a cut run keeps its rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import statistics
 import time
 from pathlib import Path
 
-from common import ROOT, machine, merge_results
+from common import RESULTS, ROOT, machine
 
 import triplex
 from triplex.model.label_studio import candidates_of, confidence
@@ -56,6 +60,27 @@ def least_sure(model: Path, pool: list[int], texts: list[str], count: int) -> li
     return sorted(pool, key=scores.__getitem__)[:count]
 
 
+def record_rounds(args: argparse.Namespace, rounds: list[dict], minutes: float) -> None:
+    """This seed's rounds beside the other seeds' in the result file, and the medians over all of them."""
+    path = RESULTS / "labelling_loop.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    seeds = old.get("seeds", {})
+    if not seeds and old.get("settings", {}).get("set") == args.set:  # written before seeds were kept apart
+        seeds = {str(old["settings"]["seed"]): {"rounds": old["rounds"], "minutes": old["minutes"]}}
+    if old.get("dataset", args.set) != args.set:
+        seeds = {}
+    seeds[str(args.seed)] = {"rounds": rounds, "minutes": minutes}
+    medians = []
+    for number, figures in enumerate(rounds):
+        runs = [seed["rounds"][number] for seed in seeds.values() if len(seed["rounds"]) > number]
+        median = {name: round(statistics.median(run[name] for run in runs), 4) for name in ("uncertainty", "random")}
+        medians.append({"labels": figures["labels"], **median, "seeds": len(runs)})
+    settings = {name: value for name, value in vars(args).items() if name != "seed"}
+    record = {"dataset": args.set, "settings": settings | {"shared": "../shared", "work": str(args.work.parent)},
+              "rounds": medians, "seeds": seeds, "machine": machine()}  # fmt: skip
+    path.write_text(json.dumps(record, indent=2, ensure_ascii=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", choices=SETS, default="webnlg_star")
@@ -68,6 +93,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "labelling-loop")
     args = parser.parse_args()
+    args.work = args.work / f"seed{args.seed}"
     examples = read_dataset(args.shared / SETS[args.set][0])[0]
     texts = [example.text for example in examples]
     order = list(range(len(examples)))
@@ -79,7 +105,6 @@ def main() -> None:
     labelled = {"uncertainty": list(first), "random": list(first)}
     models = {"uncertainty": args.work / "round0", "random": args.work / "round0"}
     draws = random.Random(args.seed + 1)
-    record = {"dataset": args.set, "settings": vars(args) | {"shared": "../shared", "work": str(args.work)}}
     for round_number in range(1, args.rounds + 1):
         figures = {"labels": args.start + round_number * args.add}
         for strategy in ("uncertainty", "random"):
@@ -93,8 +118,7 @@ def main() -> None:
             figures[strategy] = fit(args, [examples[i] for i in labelled[strategy]], models[strategy])
             print(round_number, strategy, figures[strategy], flush=True)
         rounds.append(figures)
-        minutes = round((time.perf_counter() - started) / 60, 1)
-        merge_results("labelling_loop", record | {"rounds": rounds, "minutes": minutes, "machine": machine()})
+        record_rounds(args, rounds, round((time.perf_counter() - started) / 60, 1))
 
 
 if __name__ == "__main__":

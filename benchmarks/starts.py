@@ -4,7 +4,8 @@
         --output runs/starts/en-webnlg-nyt --epochs 3
 
 Each set's predicates are prefixed with its name (``nyt_star:/people/person/place_lived``), so the sets'
-schemas stay apart in one object head, and one more relation, ``*``, holds the objects of every relation of
+schemas stay apart in one object head (``--keep-names``: one set's own names, which a user's schema can
+share, e.g. DuIE 2.0's with DuIE 1.0), and one more relation, ``*``, holds the objects of every relation of
 a subject (``ANY_RELATION``). The sets' training sentences are shuffled together and their dev sentences
 (a set without a dev file gives up its last ``--dev-size`` training sentences) make one dev file. The
 result is an ordinary checkpoint whose model card names the combined files; the combined files and the
@@ -30,46 +31,50 @@ from triplex.training.data import Example, read_dataset, read_schema, write_json
 # ``triplex train --init-from`` leaves its rows behind.
 ANY_RELATION = "*"
 
-SETS = {  # training file, dev file (None: split off the training file), schema (under ../shared/data)
-    "webnlg_star": ("webnlg_star_casrel/train_triples.json", "webnlg_star_casrel/dev_triples.json",
+SETS = {  # training files, dev file (None: split off the training file), schema (under ../shared/data)
+    "webnlg_star": (("webnlg_star_casrel/train_triples.json",), "webnlg_star_casrel/dev_triples.json",
                     "webnlg_star_casrel/rel2id.json"),
-    "nyt_star": ("nyt_star_casrel/dev_triples.json", None, "nyt_star_casrel/rel2id.json"),
-    "webnlg_exact": ("webnlg_exact/train_triples.json", "webnlg_exact/dev_triples.json", "webnlg_exact/rel2id.json"),
-    "nyt_exact": ("nyt_exact/dev_triples.json", None, "nyt_exact/rel2id.json"),
-    "conll04": ("conll04/conll04_train.json", "conll04/conll04_dev.json", "conll04/conll04_types.json"),
-    "duie1": ("duie1_lic2019/train_data.sample2601.json", "duie1_lic2019/dev_data.head300.json",
+    "nyt_star": (("nyt_star_casrel/dev_triples.json",), None, "nyt_star_casrel/rel2id.json"),
+    "webnlg_exact": (("webnlg_exact/train_triples.json",), "webnlg_exact/dev_triples.json", "webnlg_exact/rel2id.json"),
+    "nyt_exact": (("nyt_exact/dev_triples.json",), None, "nyt_exact/rel2id.json"),
+    "conll04": (("conll04/conll04_train.json",), "conll04/conll04_dev.json", "conll04/conll04_types.json"),
+    "duie1": (("duie1_lic2019/train_data.sample2601.json",), "duie1_lic2019/dev_data.head300.json",
               "duie1_lic2019/all_50_schemas"),
-    "duie2": ("duie2/duie_train.head5000.json", "duie2/duie_dev.head1000.json", "duie2/duie_schema.json"),
+    "duie2": (("duie2/duie_train.head5000.json", "duie2/duie_train.sample4398.json"), "duie2/duie_dev.head1000.json",
+              "duie2/duie_schema.json"),
 }  # fmt: skip
 
 
-def prefixed(name: str, examples: list[Example]) -> list[Example]:
-    """The examples with every predicate named ``NAME:predicate``, and one ``*`` triple per subject and object
+def prefixed(prefix: str, examples: list[Example]) -> list[Example]:
+    """The examples with every predicate named ``PREFIXpredicate``, and one ``*`` triple per subject and object
     that some predicate joins."""
 
     def triples(example: Example) -> list[Triple]:
-        named = [Triple(t.subject, f"{name}:{t.predicate}", t.object, t.score) for t in example.triples]
+        named = [Triple(t.subject, f"{prefix}{t.predicate}", t.object, t.score) for t in example.triples]
         pairs = {(t.subject.start, t.subject.end, t.object.start, t.object.end): t for t in example.triples}
         return named + [Triple(t.subject, ANY_RELATION, t.object, t.score) for t in pairs.values()]
 
     return [Example(e.text, triples(e)) for e in examples]
 
 
-def combine(names: list[str], data: Path, dev_size: int, seed: int) -> tuple[list, list, list[Relation]]:
+def combine(
+    names: list[str], data: Path, dev_size: int, seed: int, keep_names: bool = False
+) -> tuple[list, list, list[Relation]]:
     train: list[Example] = []
     dev: list[Example] = []
     relations: list[Relation] = []
     for name in names:
-        train_file, dev_file, schema = SETS[name]
-        examples = prefixed(name, read_dataset(data / train_file)[0])
+        train_files, dev_file, schema = SETS[name]
+        prefix = "" if keep_names else f"{name}:"
+        examples = prefixed(prefix, [example for file in train_files for example in read_dataset(data / file)[0]])
         if dev_file is None:
             examples, held = examples[:-dev_size], examples[-dev_size:]
         else:
-            held = prefixed(name, read_dataset(data / dev_file)[0])[:dev_size]
+            held = prefixed(prefix, read_dataset(data / dev_file)[0])[:dev_size]
         train += examples
         dev += held
         relations += [
-            Relation(f"{name}:{r.predicate}", r.subject_type, r.object_type)
+            Relation(f"{prefix}{r.predicate}", r.subject_type, r.object_type)
             for r in read_schema(data / schema)
             if not r.slot or r.slot == "@value"
         ]
@@ -86,14 +91,18 @@ def main() -> None:
     parser.add_argument("--dev-size", type=int, default=300, help="dev sentences per set")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--keep-names", action="store_true", help="one set: keep its predicates' own names")
     args, train_args = parser.parse_known_args()
+    if args.keep_names and len(args.sets) > 1:
+        parser.error("--keep-names takes one set (the sets' names would meet in one head)")
     files = args.output.with_name(args.output.name + ".data")
     files.mkdir(parents=True, exist_ok=True)
-    train, dev, relations = combine(args.sets, args.data, args.dev_size, args.seed)
+    train, dev, relations = combine(args.sets, args.data, args.dev_size, args.seed, args.keep_names)
     write_jsonl(train, files / "train.jsonl")
     write_jsonl(dev, files / "dev.jsonl")
     write_schema(files / "schema.jsonl", relations)
-    sources = [str(args.data / SETS[name][0]) for name in args.sets]  # what the start saw, for small_data.py
+    # what the start saw, for small_data.py
+    sources = [str(args.data / file) for name in args.sets for file in SETS[name][0]]
     (files / "sources.json").write_text(json.dumps(sources, indent=2))
     command = [sys.executable, "-m", "triplex", "train", "--train", str(files / "train.jsonl"),
                "--dev", str(files / "dev.jsonl"), "--schema", str(files / "schema.jsonl"),
