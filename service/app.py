@@ -53,44 +53,6 @@ DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI and
 LOCAL_ONLY = "default-src 'self' 'unsafe-inline' blob: data:"
 
 
-class TurnTokenizer:
-    """Tokenizes the slices of all the requests that reach it in one turn of the event loop in one call:
-    for single-text requests the tokenizer's cost per call outweighs its cost per text (benchmarks/README.md,
-    issue 28). A turn's slices go in groups of about ``SLICE_CHARACTERS``, the event loop free in between."""
-
-    def __init__(self, codec: Codec) -> None:
-        self.codec = codec
-        self.waiting: list[tuple[list[str], asyncio.Future]] = []
-
-    def windows(self, texts: list[str]) -> asyncio.Future:
-        """A future of the texts' windows, resolved once this turn of the event loop has ended."""
-        loop = asyncio.get_running_loop()
-        if not self.waiting:
-            loop.call_soon(self.flush)
-        future = loop.create_future()
-        self.waiting.append((texts, future))
-        return future
-
-    def flush(self) -> None:
-        sizes = [sum(map(len, texts)) for texts, _ in self.waiting]
-        group = next(slices(self.waiting, sizes, SLICE_CHARACTERS))
-        self.waiting = self.waiting[len(group) :]
-        if self.waiting:
-            asyncio.get_running_loop().call_soon(self.flush)
-        try:
-            found = self.codec.windows([text for texts, _ in group for text in texts])
-        except Exception:  # noqa: BLE001 - one text's failure must not fail the others: each slice alone, below
-            found = None
-        begin = 0
-        for texts, future in group:
-            if not future.cancelled():  # its request was cancelled while it waited
-                try:
-                    future.set_result(self.codec.windows(texts) if found is None else found[begin : begin + len(texts)])
-                except Exception as error:  # noqa: BLE001 - the request that awaits it answers with it
-                    future.set_exception(error)
-            begin += len(texts)
-
-
 @dataclass
 class FrontEnd:
     """One HTTP process's share: the model's codec (from the export, without its graphs) and the engine
@@ -100,7 +62,6 @@ class FrontEnd:
     metrics: Metrics
     codec: Codec | None = None
     client: EngineClient | None = None
-    tokenizer: TurnTokenizer | None = None
 
     @property
     def ready(self) -> bool:
@@ -111,11 +72,12 @@ class FrontEnd:
         return self.codec.config
 
     async def windows(self, texts: list[str]) -> list[list[Encoded]]:
-        """Tokenized windows per text, a slice of texts at a time, each with the slices of the other
-        requests of the same turn of the event loop (``TurnTokenizer``)."""
+        """Tokenized windows per text, a slice of texts at a time with the event loop free in between."""
         windows: list[list[Encoded]] = []
         for chunk in slices(texts, [len(text) for text in texts], SLICE_CHARACTERS):
-            windows += await self.tokenizer.windows(chunk)
+            if windows:
+                await asyncio.sleep(0)  # other requests' work runs here
+            windows += self.codec.windows(chunk)
         return windows
 
     async def results(self, windows: list[list[Encoded]], spans: Spans) -> bytes:
@@ -148,7 +110,6 @@ class FrontEnd:
         folder = Path(self.settings.model_dir)
         check_export_folder(folder)
         self.codec = Codec(load_tokenizer(folder), ExtractorConfig.load(folder))
-        self.tokenizer = TurnTokenizer(self.codec)
         socket_path, supervisor = self.settings.engine_socket, None
         if socket_path is None:
             socket_path = str(Path(tempfile.mkdtemp(prefix="triplex-")) / "engine.sock")

@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 
 from triplex.model.decode import Spans
-from triplex.model.extractor import Codec, open_export
-from triplex.model.schema import ExtractorConfig
+from triplex.model.extractor import open_export
 from triplex.model.tokenize import load_tokenizer
-from triplex.service.app import SLICE_CHARACTERS, TurnTokenizer, create_app
+from triplex.service.app import create_app
 from triplex.service.engine_process import EngineServer, Failure
 from triplex.service.metrics import Metrics
 from triplex.service.scheduler import Request, Scheduler
@@ -218,36 +217,3 @@ def test_answers_do_not_depend_on_the_company_in_the_batch(trained, texts: list[
     alone = [extractor.extract_all([text])[0] for text in texts]
     together = extractor.extract_all(texts)
     assert [a.triples for a in alone] == [t.triples for t in together]
-
-
-def test_a_turns_requests_are_tokenized_together_and_each_gets_its_own_windows(trained) -> None:
-    """Slices that reach the turn tokenizer in one turn of the event loop: one call per group of about
-    SLICE_CHARACTERS, and every request the windows it would have got alone, also where its text fails."""
-    codec = Codec(load_tokenizer(trained[1]), ExtractorConfig.load(trained[1]))
-    calls: list[int] = []
-
-    class Counted(Codec):
-        def windows(self, texts: list[str]) -> list:
-            calls.append(len(texts))
-            if any(text == POISON for text in texts):
-                raise ValueError("poisoned")
-            return codec.windows(texts)
-
-    tokenizer = TurnTokenizer(Counted(codec.tokenizer, codec.config))
-    requests = [[text] for text in TEXTS] + [TEXTS[:3], ["x" * SLICE_CHARACTERS], [TEXTS[0]]]
-
-    async def all_at_once(requests: list[list[str]]) -> list:
-        return await asyncio.gather(*(tokenizer.windows(texts) for texts in requests), return_exceptions=True)
-
-    found = asyncio.run(all_at_once(requests))
-    # the long text closes the first group; the last request is tokenized in the next turn
-    assert calls == [len(TEXTS) + 3 + 1, 1]
-    for texts, windows in zip(requests, found, strict=True):
-        expected = codec.windows(texts)
-        assert [[(w.ids.tolist(), w.starts.tolist(), w.ends.tolist()) for w in ws] for ws in windows] == [
-            [(w.ids.tolist(), w.starts.tolist(), w.ends.tolist()) for w in ws] for ws in expected
-        ]
-    calls.clear()
-    found = asyncio.run(all_at_once([[TEXTS[0]], [POISON], [TEXTS[1]]]))
-    assert calls == [3, 1, 1, 1]  # together, then each alone
-    assert isinstance(found[1], ValueError) and len(found[0]) == len(found[2]) == 1
