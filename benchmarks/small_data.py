@@ -60,6 +60,8 @@ def train(args: argparse.Namespace, train_file: Path, output: Path, start: Path 
         command += ["--init-from", str(start)]
     if args.lr is not None:
         command += ["--lr", str(args.lr)]
+    if args.head_lr is not None:
+        command += ["--head-lr", str(args.head_lr)]
     started = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     training = json.loads((output / "extractor.json").read_text())["training"]
@@ -74,10 +76,11 @@ def f1(record: dict) -> float:
 
 
 def suffix(args: argparse.Namespace, mode: str) -> str:
-    """What sets a run apart from the curve's own runs (the curve's start, the CLI's learning rate, EPOCHS
+    """What sets a run apart from the curve's own runs (the curve's start, the CLI's learning rates, EPOCHS
     epochs)."""
     parts = [f"start={args.start_name}"] if args.start_name and mode == "init" else []
     parts += [f"lr={args.lr:g}"] if args.lr is not None else []
+    parts += [f"head_lr={args.head_lr:g}"] if args.head_lr is not None else []
     parts += [f"epochs={args.epochs}"] if args.epochs != EPOCHS else []
     return "".join(f"@{part}" for part in parts)
 
@@ -104,6 +107,9 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--lr", type=float, help="encoder learning rate (default: the CLI's); recorded as MODE@lr=LR")
+    parser.add_argument(
+        "--head-lr", type=float, help="heads' learning rate (default: the CLI's); recorded as MODE@head_lr=LR"
+    )
     parser.add_argument("--start-name", help="another start than the curve's: its runs are recorded as init@start=NAME")
     parser.add_argument("--modes", nargs="+", choices=("scratch", "init"), default=["scratch", "init"])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
