@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -102,7 +103,7 @@ def main() -> None:
     write_jsonl(dev, files / "dev.jsonl")
     write_schema(files / "schema.jsonl", relations)
     # what the start saw, for small_data.py
-    sources = [str(args.data / file) for name in args.sets for file in SETS[name][0]]
+    sources = [os.path.relpath(args.data / file, ROOT) for name in args.sets for file in SETS[name][0]]
     (files / "sources.json").write_text(json.dumps(sources, indent=2))
     command = [sys.executable, "-m", "triplex", "train", "--train", str(files / "train.jsonl"),
                "--dev", str(files / "dev.jsonl"), "--schema", str(files / "schema.jsonl"),
