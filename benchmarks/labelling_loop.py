@@ -64,11 +64,7 @@ def record_rounds(args: argparse.Namespace, rounds: list[dict], minutes: float) 
     """This seed's rounds beside the other seeds' in the result file, and the medians over all of them."""
     path = RESULTS / "labelling_loop.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
-    seeds = old.get("seeds", {})
-    if not seeds and old.get("settings", {}).get("set") == args.set:  # written before seeds were kept apart
-        seeds = {str(old["settings"]["seed"]): {"rounds": old["rounds"], "minutes": old["minutes"]}}
-    if old.get("dataset", args.set) != args.set:
-        seeds = {}
+    seeds = old.get("seeds", {}) if old.get("dataset") == args.set else {}
     seeds[str(args.seed)] = {"rounds": rounds, "minutes": minutes}
     medians = []
     for number, figures in enumerate(rounds):
