@@ -47,8 +47,10 @@ class Encoded:
 
 
 def split_cjk_characters(tokenizer: Tokenizer) -> Tokenizer:
-    """Make a SentencePiece/other tokenizer cut every CJK character on its own, so entity boundaries
-    in Chinese text always fall between tokens (BERT's own pre-tokenizer already does this)."""
+    """Make a SentencePiece/other tokenizer cut every CJK character and every punctuation mark on its own,
+    so entity boundaries in Chinese text always fall between tokens (BERT's own pre-tokenizer already does
+    this). Punctuation counts because the normalizer runs first: it turns "（" into "(", and "（1910" then
+    became one piece, "(19", so the year "1910" began inside a token."""
     spec = json.loads(tokenizer.to_str())
     pre = spec.get("pre_tokenizer")
     if pre is None or pre.get("type") == "BertPreTokenizer":
@@ -56,7 +58,7 @@ def split_cjk_characters(tokenizer: Tokenizer) -> Tokenizer:
     # After the encoder's own pre-tokenizer: SentencePiece's word-start marker then comes once per word,
     # as in pretraining, not before every character (which doubled the length of Chinese text).
     # A word's marker (U+2581) stays with its first character, which is what the vocabulary holds.
-    piece = r"\x{2581}?" + CJK_PATTERN
+    piece = r"\x{2581}?(?:" + CJK_PATTERN + r"|\p{P})"
     split = {"type": "Split", "pattern": {"Regex": piece}, "behavior": "Isolated", "invert": False}
     spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [pre, split]}
     return Tokenizer.from_str(json.dumps(spec))

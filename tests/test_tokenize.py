@@ -14,6 +14,7 @@ TEXTS = [
     "Café ÉCOLE, Ｆｕｌｌ-width ＡＢＣ！ don't stop — naïve coöperation.",
     "内容简介《宜兴紫砂图典》由故宫出版社出版，2007年出版 in Beijing",
     "  leading and trailing spaces  ",
+    "杨维桢（1296—1370），身高：186cm，另记 1,87 m",  # full-width marks become ASCII before pre-tokenizing
 ]
 
 
@@ -55,6 +56,9 @@ def test_offsets_slice_original_text(tokenizer: Tokenizer) -> None:
         (TEXTS[2], "故宫出版社"),
         (TEXTS[2], "宜兴紫砂图典"),
         (TEXTS[2], "Beijing"),
+        (TEXTS[4], "1296"),
+        (TEXTS[4], "186cm"),
+        (TEXTS[4], "1,87 m"),
     ],
 )
 def test_entities_map_to_tokens_and_back(tokenizer: Tokenizer, text: str, entity: str) -> None:
