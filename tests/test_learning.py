@@ -75,13 +75,23 @@ def test_overfits_real_webnlg_sentences(tmp_path: Path) -> None:
 def test_resume_continues_from_saved_state(tiny_encoder: Path, tmp_path: Path) -> None:
     examples = generate(16, seed=3)
     settings = TrainSettings(epochs=2, batch_size=8, ema_decay=0.9, mask_rate=0.1)  # masks drawn per epoch
-    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, settings, ReadSummary(), log=lambda m: None)
+    carded: dict[int, list[int]] = {}  # the checkpoint's model card as each epoch's line is logged
+
+    def card_epochs(message: str) -> None:
+        if message.startswith("epoch ") and ":" in message.split()[1]:
+            facts = json.loads((tmp_path / "extractor.json").read_text())["training"]
+            carded[int(message.split()[1].rstrip(":"))] = [record["epoch"] for record in facts["epochs"]]
+
+    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, settings, ReadSummary(), log=card_epochs)
+    assert carded[1] == [1]  # a checkpoint saved at its epoch lists that epoch (a run stopped there keeps it)
     messages: list[str] = []
     resumed = TrainSettings(epochs=3, batch_size=8, ema_decay=0.9, mask_rate=0.1, resume=True)
     train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, resumed, ReadSummary(), log=messages.append)
     assert any("resumed" in message and "epoch 3" in message for message in messages)
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
+    facts = json.loads((tmp_path / "extractor.json").read_text())["training"]
+    assert [record["epoch"] for record in facts["epochs"]] == [1, 2, 3]  # the card keeps the epochs before --resume
 
 
 @pytest.mark.parametrize("text", ["", "   "])

@@ -391,14 +391,16 @@ def judge_epoch(
     ema: EMA,
     dev_examples: list[Example],
     epoch: int,
+    figures: dict,
     kept: Kept,
     training: dict,
     output: Path,
     bar: Bar,
-) -> tuple[dict, dict | None, Choice | None, Kept]:
+) -> tuple[dict, dict, dict | None, Choice | None, Kept]:
     """The averaged weights on dev, at the kept thresholds (the curve) and, unless thresholds were given,
-    at thresholds chosen for them; saved as the checkpoint when they beat the epoch kept so far (judged at
-    their own chosen thresholds on enough dev triples, see ``APART_MIN_TRIPLES``)."""
+    at thresholds chosen for them; the epoch's record joins the model card's table (``training``), and the
+    weights are saved as the checkpoint when they beat the epoch kept so far (judged at their own chosen
+    thresholds on enough dev triples, see ``APART_MIN_TRIPLES``)."""
     settings, model = run.settings, run.model
     choose = not settings.thresholds and any(example.triples for example in dev_examples)
     judge_at_chosen = choose and sum(len(example.triples) for example in dev_examples) >= APART_MIN_TRIPLES
@@ -409,9 +411,11 @@ def judge_epoch(
         extractor = Extractor(run.tokenizer, run.config, TorchRuntime(model), base, settings.eval_batch_size)
         metrics, at_chosen, choice = evaluate_epoch(extractor, dev_examples, choose, bar)
         metrics["seconds"] = time.perf_counter() - evaluated
+        record = epoch_record(epoch, figures, metrics, at_chosen)
+        training["epochs"].append(record)
         judged = at_chosen if judge_at_chosen else metrics
         if judged["f1"] < kept.best.get("judged_f1", kept.best["f1"]):  # on a tie the later, longer-trained weights
-            return metrics, at_chosen, choice, kept
+            return record, metrics, at_chosen, choice, kept
         best = {key: value for key, value in metrics.items() if key != "per_predicate"}
         best |= {"epoch": epoch, "judged_f1": judged["f1"]}
         if at_chosen:
@@ -419,7 +423,7 @@ def judge_epoch(
         kept = Kept(best, choice.thresholds, choice.record("dev")) if choice else replace(kept, best=best)
         save_extractor(model, kept_config(run.config, kept, training), output)
         (output / "dev_metrics.json").write_text(json.dumps(at_chosen or metrics, indent=2, ensure_ascii=False))
-    return metrics, at_chosen, choice, kept
+    return record, metrics, at_chosen, choice, kept
 
 
 def kept_config(config: ExtractorConfig, kept: Kept, training: dict) -> ExtractorConfig:
@@ -434,6 +438,12 @@ def epoch_record(epoch: int, figures: dict, metrics: dict, at_chosen: dict | Non
     record = {"epoch": epoch, "loss": figures["loss"], "train_sentences_per_s": figures["train_sentences_per_s"]}
     record |= {key: metrics[key] for key in ("precision", "recall", "f1", "partial_f1")}
     return record | ({"f1_at_chosen_thresholds": at_chosen["f1"]} if at_chosen else {})
+
+
+def logged_epochs(output: Path) -> list[dict]:
+    """The epochs' records of the training log in ``output`` (a resumed run's model card lists them too)."""
+    path = output / LOG_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def epoch_line(
@@ -505,6 +515,7 @@ def train(
     start_epoch = 0
     if settings.resume and (output / STATE_FILE).is_file():
         start_epoch, kept = resume(run, optimization, output, kept, device)
+        training["epochs"] = logged_epochs(output)[:start_epoch]
         log(f"resumed from {output / STATE_FILE} at epoch {start_epoch + 1}")
     trained = torch.nn.parallel.DistributedDataParallel(run.model) if world > 1 else run.model
     for epoch in range(start_epoch, run.settings.epochs):
@@ -512,10 +523,8 @@ def train(
         if figures["skipped"]:
             log(f"epoch {epoch + 1}: skipped {figures['skipped']} batches whose loss was not finite")
         if main_process:
-            judged = judge_epoch(run, optimization.ema, dev_examples, epoch + 1, kept, training, output, bar)
-            metrics, at_chosen, choice, kept = judged
-            record = epoch_record(epoch + 1, figures, metrics, at_chosen)
-            training["epochs"].append(record)
+            judged = judge_epoch(run, optimization.ema, dev_examples, epoch + 1, figures, kept, training, output, bar)
+            record, metrics, at_chosen, choice, kept = judged
             with open(output / LOG_FILE, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             log(epoch_line(record, metrics, at_chosen, choice, kept, base))
