@@ -23,6 +23,7 @@ from pathlib import Path
 
 from common import RESULTS, ROOT, machine, merge_results
 
+RATES = ("lr", "head_lr")  # the learning-rate flags a run may set (--lr, --head-lr); recorded as MODE@NAME=VALUE
 EPOCHS = 10  # the curves' budget: every run of a curve trains this many epochs
 
 SETS = {  # training file, dev file, schema, encoder (under ../shared)
@@ -58,10 +59,9 @@ def train(args: argparse.Namespace, train_file: Path, output: Path, start: Path 
                "--epochs", str(args.epochs), "--seed", str(seed), "--overwrite", "--quiet"]  # fmt: skip
     if start is not None:
         command += ["--init-from", str(start)]
-    if args.lr is not None:
-        command += ["--lr", str(args.lr)]
-    if args.head_lr is not None:
-        command += ["--head-lr", str(args.head_lr)]
+    for name in RATES:
+        if getattr(args, name) is not None:
+            command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     started = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     training = json.loads((output / "extractor.json").read_text())["training"]
@@ -79,8 +79,7 @@ def suffix(args: argparse.Namespace, mode: str) -> str:
     """What sets a run apart from the curve's own runs (the curve's start, the CLI's learning rates, EPOCHS
     epochs)."""
     parts = [f"start={args.start_name}"] if args.start_name and mode == "init" else []
-    parts += [f"lr={args.lr:g}"] if args.lr is not None else []
-    parts += [f"head_lr={args.head_lr:g}"] if args.head_lr is not None else []
+    parts += [f"{name}={getattr(args, name):g}" for name in RATES if getattr(args, name) is not None]
     parts += [f"epochs={args.epochs}"] if args.epochs != EPOCHS else []
     return "".join(f"@{part}" for part in parts)
 

@@ -267,8 +267,11 @@ def build_optimization(run: Run, device: torch.device, world: int, log: Callable
     return Optimization(optimizer, scheduler, EMA(run.model, settings.ema_decay), scaler, batches_per_epoch)
 
 
-def resume(run: Run, optimization: Optimization, output: Path, kept: Kept, device: torch.device) -> tuple[int, Kept]:
-    """The epoch to start from and what was kept, from the training state in ``output``."""
+def resume(
+    run: Run, optimization: Optimization, output: Path, kept: Kept, device: torch.device
+) -> tuple[int, Kept, list[dict]]:
+    """The epoch to start from, what was kept and the epochs' records so far, from the training state in
+    ``output``."""
     state = torch.load(output / STATE_FILE, map_location=device, weights_only=False)
     run.model.load_state_dict(state["model"])
     optimization.optimizer.load_state_dict(state["optimizer"])
@@ -279,7 +282,7 @@ def resume(run: Run, optimization: Optimization, output: Path, kept: Kept, devic
         kept = Kept(state["best"], saved.thresholds, saved.training.get("thresholds"))
     else:
         kept = replace(kept, best=state["best"])
-    return state["epoch"], kept
+    return state["epoch"], kept, state.get("epochs", [])
 
 
 def train_epoch(
@@ -440,12 +443,6 @@ def epoch_record(epoch: int, figures: dict, metrics: dict, at_chosen: dict | Non
     return record | ({"f1_at_chosen_thresholds": at_chosen["f1"]} if at_chosen else {})
 
 
-def logged_epochs(output: Path) -> list[dict]:
-    """The epochs' records of the training log in ``output`` (a resumed run's model card lists them too)."""
-    path = output / LOG_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
 def epoch_line(
     record: dict, metrics: dict, at_chosen: dict | None, choice: Choice | None, kept: Kept, base: Thresholds
 ) -> str:
@@ -462,8 +459,8 @@ def epoch_line(
     )
 
 
-def save_state(run: Run, optimization: Optimization, epoch: int, kept: Kept, output: Path) -> None:
-    """What ``--resume`` continues from."""
+def save_state(run: Run, optimization: Optimization, epoch: int, kept: Kept, records: list[dict], output: Path) -> None:
+    """What ``--resume`` continues from; ``records``: the epochs' records for the model card."""
     state = {
         "model": run.model.state_dict(),
         "optimizer": optimization.optimizer.state_dict(),
@@ -472,6 +469,7 @@ def save_state(run: Run, optimization: Optimization, epoch: int, kept: Kept, out
         "ema_updates": optimization.ema.updates,
         "epoch": epoch,
         "best": kept.best,
+        "epochs": records,
         "settings": asdict(run.settings),
     }
     torch.save(state, output / STATE_FILE)
@@ -514,8 +512,7 @@ def train(
     kept = Kept(thresholds=base, record={"chosen": "given", **base.to_dict()} if settings.thresholds else None)
     start_epoch = 0
     if settings.resume and (output / STATE_FILE).is_file():
-        start_epoch, kept = resume(run, optimization, output, kept, device)
-        training["epochs"] = logged_epochs(output)[:start_epoch]
+        start_epoch, kept, training["epochs"] = resume(run, optimization, output, kept, device)
         log(f"resumed from {output / STATE_FILE} at epoch {start_epoch + 1}")
     trained = torch.nn.parallel.DistributedDataParallel(run.model) if world > 1 else run.model
     for epoch in range(start_epoch, run.settings.epochs):
@@ -528,7 +525,7 @@ def train(
             with open(output / LOG_FILE, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             log(epoch_line(record, metrics, at_chosen, choice, kept, base))
-            save_state(run, optimization, epoch + 1, kept, output)
+            save_state(run, optimization, epoch + 1, kept, training["epochs"], output)
         if world > 1:
             dist.barrier()
     if main_process:  # the model card lists every epoch, not only those up to the kept one
