@@ -118,12 +118,14 @@ def main() -> None:
     card = json.loads((args.start / "extractor.json").read_text())["training"]
     stored = RESULTS / "small_data.json"
     results = (json.loads(stored.read_text()) if stored.is_file() else {}).get(args.set, {})
+    # the last epoch's number: a start taken on with --resume from a state without records lists only its new epochs
     start = {"path": str(args.start), "trained_on": trained_on(args.start, card),
-             "epochs": len(card["epochs"]), "dev_f1": f1(card["best"])}  # fmt: skip
-    if args.start_name:
-        results.setdefault("starts", {})[args.start_name] = start
+             "epochs": max(record["epoch"] for record in card["epochs"]), "dev_f1": f1(card["best"])}  # fmt: skip
+    if args.start_name:  # a note written beside the record stays
+        starts = results.setdefault("starts", {})
+        starts[args.start_name] = {**starts.get(args.start_name, {}), **start}
     else:
-        results["init_from"] = start
+        results["init_from"] = {**results.get("init_from", {}), **start}
     results |= {
         "epochs": EPOCHS,
         "machine": f"CPU only: {machine()}",
