@@ -119,8 +119,9 @@ def main() -> None:
     stored = RESULTS / "small_data.json"
     results = (json.loads(stored.read_text()) if stored.is_file() else {}).get(args.set, {})
     # the last epoch's number: a start taken on with --resume from a state without records lists only its new epochs
-    start = {"path": str(args.start), "trained_on": trained_on(args.start, card),
-             "epochs": max(record["epoch"] for record in card["epochs"]), "dev_f1": f1(card["best"])}  # fmt: skip
+    epochs = max((record["epoch"] for record in card["epochs"]), default=0)
+    start = {"path": str(args.start), "trained_on": trained_on(args.start, card), "epochs": epochs,
+             "dev_f1": f1(card["best"])}  # fmt: skip
     if args.start_name:  # a note written beside the record stays
         starts = results.setdefault("starts", {})
         starts[args.start_name] = {**starts.get(args.start_name, {}), **start}
