@@ -37,6 +37,18 @@ def test_demo_is_right_on_forms_and_names_it_never_saw(demo: Path) -> None:
     assert score([example.triples for example in examples], found)["f1"] >= 0.9
 
 
+def test_demo_tells_several_peoples_facts_apart(demo: Path) -> None:
+    """Held-out texts of two or three people (forms and names it never saw, facts by pronoun or apposition,
+    noise marks beside names): each person gets their own facts."""
+    examples = read_dataset(demo / "data" / "held_out_several.jsonl")[0]
+    assert len(examples) == 200
+    found = triplex.load(demo / "export", provider="cpu")([example.text for example in examples])
+    metrics = score([example.triples for example in examples], found)
+    # measured 0.91 and 0.80 (the aim is 0.9); without the subject distances 0.51 and 0.44: most wrong
+    # triples gave one person another's facts
+    assert metrics["precision"] >= 0.85 and metrics["f1"] >= 0.75
+
+
 def test_demo_stays_silent_on_ordinary_text(demo: Path) -> None:
     sentences = ORDINARY.read_text().splitlines()
     found = triplex.load(demo / "export", provider="cpu")(sentences)
@@ -61,3 +73,10 @@ def test_demo_answers_the_readme_sentences(demo: Path) -> None:
         ("Alice Moreau", "works_for", "Kestrel Foods"),
     }
     assert found("张三出生于北京。") == {("张三", "出生地", "北京")}
+    two = "Alice Moreau, who was born in Osaka, works for Kestrel Foods. Zhang Wei was born in Lyon."
+    assert found(two) == {
+        ("Alice Moreau", "born_in", "Osaka"),
+        ("Alice Moreau", "works_for", "Kestrel Foods"),
+        ("Zhang Wei", "born_in", "Lyon"),
+    }
+    assert found("😀 " + two) == found(two)  # a mark before a name is not part of it

@@ -44,6 +44,21 @@ def test_each_subject_conditions_its_own_row() -> None:
     assert not torch.allclose(both[0], both[1])
 
 
+def test_object_rows_see_where_their_subject_stands() -> None:
+    """Two mentions with the same hidden vectors: Conditional LayerNorm alone gives them the same object
+    row (it knows what the subject is, not where); the subject distances, once trained, tell them apart."""
+    hidden = torch.randn(1, 9, 32)
+    hidden[0, 6] = hidden[0, 2]  # the same "name" at tokens 2 and 6
+    subjects = torch.tensor([[0, 2, 2], [0, 6, 6]])
+    model = PointerExtractor(tiny_model().encoder, 3, subject_distance=4).eval()
+    torch.nn.init.normal_(model.conditional_norm.weight_shift.weight)
+    rows = model.object_logits(hidden, subjects)
+    assert torch.allclose(rows[0], rows[1], atol=1e-6)  # the distances start at zero: no change at first
+    torch.nn.init.normal_(model.distance.weight)
+    rows = model.object_logits(hidden, subjects)
+    assert not torch.allclose(rows[0], rows[1], atol=1e-3)
+
+
 def test_pointer_loss_is_finite_when_probabilities_saturate() -> None:
     from triplex.training.targets import pointer_bce
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
+from triplex.model.schema import CONFIG_FILE
 from triplex.training.data import ReadSummary, write_jsonl
-from triplex.training.network import PointerExtractor, load_encoder
-from triplex.training.start import start_from
+from triplex.training.network import WEIGHTS_FILE, PointerExtractor, load_encoder
+from triplex.training.start import StartError, start_from
 from triplex.training.train import train
 
 from .conftest import OVERFIT
@@ -42,6 +45,26 @@ def test_shared_relations_keep_their_object_heads_and_new_ones_start_fresh(train
         else:
             assert torch.equal(state["object_head.weight"][rows], fresh[rows])
     assert (record["relations_kept"], record["relations_fresh"]) == (2, 1) and len(record["sha256"]) == 64
+
+
+def test_a_start_without_subject_distances_leaves_them_at_zero(trained, tiny_encoder: Path) -> None:
+    model = PointerExtractor(load_encoder(str(tiny_encoder)), len(LABELS), subject_distance=4)
+    torch.nn.init.normal_(model.distance.weight)
+    start_from(model, LABELS, trained[0])
+    assert not model.distance.weight.any()
+    assert torch.equal(model.subject_head.weight, load_file(trained[0] / WEIGHTS_FILE)["subject_head.weight"])
+
+
+def test_a_start_with_other_subject_distances_is_refused_in_one_line(
+    trained, tiny_encoder: Path, tmp_path: Path
+) -> None:
+    start = tmp_path / "start"
+    shutil.copytree(trained[0], start)
+    config = json.loads((start / CONFIG_FILE).read_text())
+    (start / CONFIG_FILE).write_text(json.dumps(config | {"subject_distance": 4}))
+    model = PointerExtractor(load_encoder(str(tiny_encoder)), len(LABELS))
+    with pytest.raises(StartError, match="trained with --subject-distance 4; pass the same"):
+        start_from(model, LABELS, start)
 
 
 def test_a_start_learns_in_one_epoch_what_scratch_does_not(trained, tiny_encoder: Path, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ the forms can be learnt. For Chinese, train a multilingual encoder with ``triple
 from __future__ import annotations
 
 import random
+import re
 
 from ..model.schema import Entity, Relation, Triple
 from .data import Example
@@ -100,6 +101,28 @@ TRAIN_FORMS = [
     ("{o} hired {p} in March.", [("p", "works_for", "o")]),
     ("{o}, which {q} founded in 1990, opened an office in {c}.", [("o", "founded_by", "q")]),
 ]
+# Two people's own facts in one sentence, and a fact given by a pronoun in the next sentence: the model must
+# tell whose fact is whose (texts of several such parts are built by ``several_people``).
+SEVERAL_FORMS = [
+    ("{p} was born in {c}, and {q} was born in {c2}.", [("p", "born_in", "c"), ("q", "born_in", "c2")]),
+    ("{p} works for {o}, while {q} works for {o2}.", [("p", "works_for", "o"), ("q", "works_for", "o2")]),
+    ("{p}, who works for {o}, married {q}, a native of {c}.", [("p", "works_for", "o"), ("q", "born_in", "c")]),
+    ("Unlike {q}, who was born in {c2}, {p} was born in {c}.", [("q", "born_in", "c2"), ("p", "born_in", "c")]),
+    ("{p} was born in {c}. She now works for {o}.", [("p", "born_in", "c"), ("p", "works_for", "o")]),
+    ("{p} works for {o}. He was born in {c}.", [("p", "works_for", "o"), ("p", "born_in", "c")]),
+    ("{q} founded {o}. Her brother {p} was born in {c}.", [("o", "founded_by", "q"), ("p", "born_in", "c")]),
+    ("{p} joined {o2} after {q} left {o}.", [("p", "works_for", "o2")]),
+    ("{zp}出生于{zc}，{zq}出生于{zc2}。", [("zp", "出生地", "zc"), ("zq", "出生地", "zc2")]),
+    ("{zp}出生于{zc}。他现在任职于{zo}。", [("zp", "出生地", "zc"), ("zp", "任职于", "zo")]),
+]
+HELD_OUT_SEVERAL_FORMS = [
+    ("{p} was born in {c}; {q}, by contrast, was born in {c2}.", [("p", "born_in", "c"), ("q", "born_in", "c2")]),
+    ("{q} is employed by {o2}, and {p} by {o}.", [("q", "works_for", "o2"), ("p", "works_for", "o")]),
+    ("{p} was born in {c}. Today she is employed by {o}.", [("p", "born_in", "c"), ("p", "works_for", "o")]),
+    ("{p}, a native of {c}, met {q}, who works for {o}.", [("p", "born_in", "c"), ("q", "works_for", "o")]),
+]
+# Marks set apart by a space at the start, at the end or beside a name; never part of an entity.
+NOISE = ["😀", "🎉", "★", "•", "→", "✔", "👍🏽", "👨‍👩‍👧", "𝐀", "#1", "(!)", "~"]
 # The same kinds of names in sentences that state none of the relations: the demo must stay silent.
 NEGATIVE_FORMS = [
     "{p} likes jazz and long walks.",
@@ -152,7 +175,7 @@ HELD_OUT_FORMS = [
 ]
 
 
-PAIRED = {"q": "p", "c2": "c", "n2": "n", "o2": "o", "zq": "zp"}  # a second name of the same kind
+PAIRED = {"q": "p", "c2": "c", "n2": "n", "o2": "o", "zq": "zp", "zc2": "zc"}  # a second name of the same kind
 
 
 def fill(template: str, values: dict[str, str]) -> tuple[str, dict[str, tuple[int, int]]]:
@@ -229,13 +252,64 @@ def distinct_values(rng: random.Random, pools: dict[str, list[str]]) -> dict[str
     return values
 
 
-def demo_sentences(count: int, seed: int, held_out: bool = False, negatives: float = 0.3) -> list[Example]:
-    """``count`` labelled sentences; a ``negatives`` share of them state no relation (training only)."""
+def moved(triples: list[Triple], position: int, by: int) -> list[Triple]:
+    """The triples with every entity at or after ``position`` moved ``by`` characters."""
+
+    def entity(found: Entity) -> Entity:
+        return found if found.start < position else Entity(found.text, found.start + by, found.end + by, found.type)
+
+    return [Triple(entity(triple.subject), triple.predicate, entity(triple.object)) for triple in triples]
+
+
+def with_noise(example: Example, rng: random.Random) -> Example:
+    """One mark at the start, at the end or beside a name (before or after it), set apart by a space."""
+    mark = rng.choice(NOISE)
+    names = [entity for triple in example.triples for entity in (triple.subject, triple.object)]
+    where = rng.choice(["start", "end", "name"] if names else ["start", "end"])
+    name = rng.choice(names) if where == "name" else None
+    if where == "start" or (name and rng.random() < 0.5):
+        position, piece = (name.start if name else 0), f"{mark} "
+    else:
+        position, piece = (name.end if name else len(example.text)), f" {mark}"
+    text = example.text[:position] + piece + example.text[position:]
+    return Example(text, moved(example.triples, position, len(piece)))
+
+
+def several_people(rng: random.Random, pools: dict[str, list[str]], forms: list, negatives: float) -> Example:
+    """Two or three parts, a space between them, each a form with names of its own (no name is in two
+    parts); some parts negative, never the first drawn; half of such texts carry a noise mark."""
+    parts, used = [], set()
+    for index in range(rng.choice([2, 3])):
+        negative = index and rng.random() < negatives
+        form, triples = (rng.choice(NEGATIVE_FORMS), []) if negative else rng.choice(forms)
+        slots = re.findall(r"\{(\w+)\}", form)
+        values = distinct_values(rng, pools)
+        while used & {values[slot] for slot in slots}:
+            values = distinct_values(rng, pools)
+        used |= {values[slot] for slot in slots}
+        parts.append(labelled(form, triples, values, TYPES))
+    rng.shuffle(parts)
+    text, triples = parts[0].text, parts[0].triples
+    for part in parts[1:]:
+        triples = triples + moved(part.triples, 0, len(text) + 1)
+        text = f"{text} {part.text}"
+    return with_noise(Example(text, triples), rng) if rng.random() < 0.5 else Example(text, triples)
+
+
+def demo_sentences(
+    count: int, seed: int, held_out: bool = False, negatives: float = 0.3, several: float = 0.0
+) -> list[Example]:
+    """``count`` labelled texts; a ``negatives`` share of them state no relation (training only); a
+    ``several`` share tell of two or three people (``several_people``)."""
     rng = random.Random(seed)
     pools = name_pools(held_out)
     forms = HELD_OUT_FORMS if held_out else TRAIN_FORMS
+    several_forms = forms + (HELD_OUT_SEVERAL_FORMS if held_out else SEVERAL_FORMS)
     examples = []
     for _ in range(count):
+        if several and rng.random() < several:
+            examples.append(several_people(rng, pools, several_forms, negatives if not held_out else 0.25))
+            continue
         values = distinct_values(rng, pools)
         if not held_out and rng.random() < negatives:
             examples.append(labelled(rng.choice(NEGATIVE_FORMS), [], values, TYPES))

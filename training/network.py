@@ -65,11 +65,19 @@ class ConditionalLayerNorm(nn.Module):
 
 
 class PointerExtractor(nn.Module):
-    def __init__(self, encoder: PreTrainedModel, num_relations: int) -> None:
+    def __init__(self, encoder: PreTrainedModel, num_relations: int, subject_distance: int = 0) -> None:
+        """``subject_distance`` > 0: the object heads see each token's distance to the subject's first token,
+        clipped to that many tokens either way. Conditional LayerNorm alone tells them what the subject is, not
+        where: the demo, trained on one person's facts at a time, gave every person of a text every city and
+        firm in it (benchmarks/README.md, "A position signal for the object heads")."""
         super().__init__()
         hidden_size = encoder.config.hidden_size
         self.encoder = encoder
         self.num_relations = num_relations
+        self.subject_distance = subject_distance
+        if subject_distance:  # starts at zero: a start without it, or a fresh model, begins unchanged
+            self.distance = nn.Embedding(2 * subject_distance + 1, hidden_size)
+            nn.init.zeros_(self.distance.weight)
         self.subject_head = nn.Linear(hidden_size, 2)
         self.conditional_norm = ConditionalLayerNorm(hidden_size, 2 * hidden_size, encoder.config.layer_norm_eps)
         self.object_head = nn.Linear(hidden_size, num_relations * 2)
@@ -104,7 +112,12 @@ class PointerExtractor(nn.Module):
         """Object start/end logits (N, L, R, 2) for subjects given as rows of (batch index, start, end)."""
         rows, starts, ends = subjects[:, 0], subjects[:, 1], subjects[:, 2]
         condition = torch.cat([hidden[rows, starts], hidden[rows, ends]], dim=-1)
-        conditioned = self.conditional_norm(hidden[rows], condition)
+        tokens = hidden[rows]
+        if self.subject_distance:
+            offsets = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0) - starts.unsqueeze(1)
+            limit = self.subject_distance
+            tokens = tokens + self.distance(offsets.clamp(-limit, limit) + limit).to(tokens.dtype)
+        conditioned = self.conditional_norm(tokens, condition)
         logits = self.object_head(conditioned)
         return logits.view(logits.shape[0], logits.shape[1], self.num_relations, 2)
 
@@ -166,7 +179,7 @@ def load_extractor(directory: Path) -> tuple[PointerExtractor, ExtractorConfig]:
     directory = Path(directory)
     config = ExtractorConfig.load(directory)
     encoder = load_encoder(directory, AutoConfig.from_pretrained(directory))
-    model = PointerExtractor(encoder, len(config.relations))
+    model = PointerExtractor(encoder, len(config.relations), config.subject_distance)
     model.load_state_dict(load_file(directory / WEIGHTS_FILE))
     return model.eval(), config
 

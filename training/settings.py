@@ -35,6 +35,9 @@ class TrainSettings:
     ema_decay: float = 0.999
     freeze_embeddings: bool = False  # keep the encoder's word embeddings as pretrained
     negative_subjects: bool = False  # object rows for gold objects that are no subject
+    # the object heads see each token's distance to the subject, up to this many tokens (0: they do not);
+    # see training.network.PointerExtractor
+    subject_distance: int = 0
     # how many times the subject loss counts beside the object loss (subjects missed cost most triples)
     subject_loss_weight: float = 2.0
     # share of training tokens hidden behind the mask token, entities' too, drawn anew for every batch

@@ -47,15 +47,26 @@ def start_from(model: PointerExtractor, labels: list[str], folder: Path) -> dict
     """Load the starting point in ``folder`` into ``model`` (whose relations are ``labels``); what the
     model card records of it."""
     start = check_start(folder, model.encoder.config)
+    if start.subject_distance not in (0, model.subject_distance):
+        raise StartError(
+            f"--init-from '{folder}' was trained with --subject-distance {start.subject_distance}; pass the same"
+        )
     weights = load_file(folder / WEIGHTS_FILE)
     theirs = {label: index for index, label in enumerate(start.labels)}
     shared = [label for label in labels if label in theirs]
     state = {name: tensor for name, tensor in weights.items() if not name.startswith("object_head.")}
     loaded = model.load_state_dict(state, strict=False)  # the object head is taken row by row, below
-    if loaded.unexpected_keys or set(loaded.missing_keys) - {"object_head.weight", "object_head.bias"}:
+    # a start without subject distances leaves them at zero, where they begin anyway
+    if loaded.unexpected_keys or set(loaded.missing_keys) - {
+        "object_head.weight",
+        "object_head.bias",
+        "distance.weight",
+    }:
         missing = [*loaded.missing_keys, *loaded.unexpected_keys][:3]
         raise StartError(f"--init-from '{folder}': its weights do not fit this model ({', '.join(missing)} ...)")
     with torch.no_grad():
+        if "distance.weight" in loaded.missing_keys:
+            model.distance.weight.zero_()
         for index, label in enumerate(labels):
             if label in theirs:
                 rows = slice(2 * theirs[label], 2 * theirs[label] + 2)  # its start and end logits

@@ -217,14 +217,20 @@ def build_run(
 ) -> Run:
     """The model on ``device``, the tokenizer (saved in ``output``, on the main process), the extractor's
     config and the training windows' targets."""
-    model = PointerExtractor(load_encoder(encoder_name), len(relations)).to(device)
+    model = PointerExtractor(load_encoder(encoder_name), len(relations), settings.subject_distance).to(device)
     if settings.freeze_embeddings:  # half of MiniLM's weights: no gradient, optimizer or average step for them
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
         log("word embeddings: kept as pretrained (--no-freeze-embeddings trains them)")
     max_length = min(settings.max_length, model.encoder.config.max_position_embeddings)
     if max_length < settings.max_length:
         log(f"max length {settings.max_length} is more than the encoder's {max_length} positions; using {max_length}")
-    config = ExtractorConfig(relations, max_length, window_stride=max_length // 4, examples=pick_examples(dev_examples))
+    config = ExtractorConfig(
+        relations,
+        max_length,
+        window_stride=max_length // 4,
+        subject_distance=settings.subject_distance,
+        examples=pick_examples(dev_examples),
+    )
     start = start_from(model, config.labels, Path(settings.init_from)) if settings.init_from else None
     if start:
         log(f"started from {settings.init_from}: {start['relations_kept']} relations' object heads kept, "

@@ -235,7 +235,8 @@ def bert_base_export(plan: Plan) -> Path:
     sizes = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
     vocabulary = json.loads((plan.checkpoint / "config.json").read_text())["vocab_size"]
     encoder = load_encoder("", BertConfig(vocab_size=vocabulary, **(sizes if plan.rehearse else BERT_BASE)))
-    save_extractor(PointerExtractor(encoder, len(config.relations)).eval(), config, folder / "checkpoint")
+    model = PointerExtractor(encoder, len(config.relations), config.subject_distance).eval()
+    save_extractor(model, config, folder / "checkpoint")
     shutil.copy(plan.checkpoint / TOKENIZER_FILE, folder / "checkpoint" / TOKENIZER_FILE)
     export(folder / "checkpoint", folder / "export", precision(plan), log=lambda message: None)
     return folder / "export"
