@@ -23,7 +23,8 @@ from pathlib import Path
 
 from common import RESULTS, ROOT, machine, merge_results
 
-RATES = ("lr", "head_lr")  # the learning-rate flags a run may set (--lr, --head-lr); recorded as MODE@NAME=VALUE
+# the training flags a run may set (--lr, --head-lr, --subject-distance); recorded as MODE@NAME=VALUE
+RATES = ("lr", "head_lr", "subject_distance")
 EPOCHS = 10  # the curves' budget: every run of a curve trains this many epochs
 
 SETS = {  # training file, dev file, schema, encoder (under ../shared)
@@ -108,6 +109,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, help="encoder learning rate (default: the CLI's); recorded as MODE@lr=LR")
     parser.add_argument(
         "--head-lr", type=float, help="heads' learning rate (default: the CLI's); recorded as MODE@head_lr=LR"
+    )
+    parser.add_argument(
+        "--subject-distance", type=int, help="triplex train's (default 0); recorded as MODE@subject_distance=N"
     )
     parser.add_argument("--start-name", help="another start than the curve's: its runs are recorded as init@start=NAME")
     parser.add_argument("--modes", nargs="+", choices=("scratch", "init"), default=["scratch", "init"])

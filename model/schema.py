@@ -168,7 +168,7 @@ class ExtractorConfig:
     thresholds: Thresholds = field(default_factory=Thresholds)
     split_cjk: bool = True
     window_stride: int = 64  # tokens shared by consecutive windows of a long text; training sets max_length // 4
-    subject_distance: int = 0  # the object heads' reach in tokens around a subject (0: models trained before it)
+    subject_distance: int = 0  # the object heads see token distances to the subject up to this (0: they do not)
     export: ExportInfo | None = None
     examples: list[str] = field(default_factory=list)  # dev sentences the web page offers to try
     # how it was trained: encoder, data files with their sha256, settings, dev metrics per epoch (the model card)
