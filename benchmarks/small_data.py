@@ -126,11 +126,12 @@ def main() -> None:
     epochs = max((record["epoch"] for record in card["epochs"]), default=0)
     start = {"path": str(args.start), "trained_on": trained_on(args.start, card), "epochs": epochs,
              "dev_f1": f1(card["best"])}  # fmt: skip
-    if args.start_name:  # a note written beside the record stays
-        starts = results.setdefault("starts", {})
-        starts[args.start_name] = {**starts.get(args.start_name, {}), **start}
-    else:
-        results["init_from"] = {**results.get("init_from", {}), **start}
+    records = results.setdefault("starts", {}) if args.start_name else results
+    name = args.start_name or "init_from"
+    earlier = records.get(name, {})
+    if earlier.get("path") == start["path"]:  # what the start was trained on, once known, stays (its files may be gone)
+        start["trained_on"] = earlier.get("trained_on", start["trained_on"])
+    records[name] = {**earlier, **start}  # a note written beside the record stays
     results |= {
         "epochs": EPOCHS,
         "machine": f"CPU only: {machine()}",
