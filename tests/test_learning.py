@@ -88,6 +88,7 @@ def test_resume_continues_from_saved_state(tiny_encoder: Path, tmp_path: Path) -
     resumed = TrainSettings(epochs=3, batch_size=8, ema_decay=0.9, mask_rate=0.1, resume=True)
     train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, resumed, ReadSummary(), log=messages.append)
     assert any("resumed" in message and "epoch 3" in message for message in messages)
+    assert any(message.startswith("warning: resumed with other settings (epochs 2 -> 3)") for message in messages)
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
     facts = json.loads((tmp_path / "extractor.json").read_text())["training"]

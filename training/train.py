@@ -275,9 +275,9 @@ def build_optimization(run: Run, device: torch.device, world: int, log: Callable
 
 def resume(
     run: Run, optimization: Optimization, output: Path, kept: Kept, device: torch.device
-) -> tuple[int, Kept, list[dict]]:
-    """The epoch to start from, what was kept and the epochs' records so far, from the training state in
-    ``output``."""
+) -> tuple[int, Kept, list[dict], dict]:
+    """The epoch to start from, what was kept, the epochs' records so far and the settings the run started
+    with, from the training state in ``output``."""
     state = torch.load(output / STATE_FILE, map_location=device, weights_only=False)
     run.model.load_state_dict(state["model"])
     optimization.optimizer.load_state_dict(state["optimizer"])
@@ -288,7 +288,14 @@ def resume(
         kept = Kept(state["best"], saved.thresholds, saved.training.get("thresholds"))
     else:
         kept = replace(kept, best=state["best"])
-    return state["epoch"], kept, state.get("epochs", [])
+    return state["epoch"], kept, state.get("epochs", []), state.get("settings", {})
+
+
+def changed_settings(started: dict, settings: TrainSettings) -> list[str]:
+    """The settings a resumed run changes ("epochs 2 -> 3"), ``resume`` itself aside."""
+    now = asdict(settings)
+    changed = [name for name, value in started.items() if name != "resume" and now.get(name) != value]
+    return [f"{name} {started[name]} -> {now.get(name)}" for name in changed]
 
 
 def train_epoch(
@@ -518,8 +525,13 @@ def train(
     kept = Kept(thresholds=base, record={"chosen": "given", **base.to_dict()} if settings.thresholds else None)
     start_epoch = 0
     if settings.resume and (output / STATE_FILE).is_file():
-        start_epoch, kept, training["epochs"] = resume(run, optimization, output, kept, device)
+        start_epoch, kept, training["epochs"], started = resume(run, optimization, output, kept, device)
         log(f"resumed from {output / STATE_FILE} at epoch {start_epoch + 1}")
+        if changed := changed_settings(started, run.settings):
+            log(
+                f"warning: resumed with other settings ({', '.join(changed)}); the learning rate follows the "
+                "schedule of the new ones from the step reached (with more epochs it rises back, then falls)"
+            )
     trained = torch.nn.parallel.DistributedDataParallel(run.model) if world > 1 else run.model
     for epoch in range(start_epoch, run.settings.epochs):
         figures = train_epoch(run, optimization, trained, epoch, device, bar)
