@@ -21,9 +21,8 @@ ORDINARY = Path(__file__).parent / "data" / "ordinary.txt"  # 100 sentences writ
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # TRIPLEX_TEST_DEMO (a folder that does not exist yet): build there and keep it, for CI's serving check
     output = Path(os.environ.get("TRIPLEX_TEST_DEMO") or tmp_path_factory.mktemp("demo"))
-    # two threads: the build is the longest test by far, and under make test the other test process is done
-    # with its files long before it (with one thread, CI's pytest took 877 s, the build 415 s of it)
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    # one thread: under make test the other test process has the other core
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "triplex.training.demo", "--output", str(output)]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
