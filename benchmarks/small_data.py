@@ -24,7 +24,7 @@ from pathlib import Path
 from common import RESULTS, ROOT, machine, merge_results
 
 # the training flags a run may set (--lr, --head-lr, --subject-distance); recorded as MODE@NAME=VALUE
-RATES = ("lr", "head_lr", "subject_distance")
+RATES = ("lr", "head_lr", "subject_distance", "mask_rate", "batch_size")
 EPOCHS = 10  # the curves' budget: every run of a curve trains this many epochs
 
 SETS = {  # training file, dev file, schema, encoder (under ../shared)
@@ -113,6 +113,8 @@ def main() -> None:
     parser.add_argument(
         "--subject-distance", type=int, help="triplex train's (default 0); recorded as MODE@subject_distance=N"
     )
+    parser.add_argument("--mask-rate", type=float, help="triplex train's (default 0); recorded as MODE@mask_rate=R")
+    parser.add_argument("--batch-size", type=int, help="triplex train's (default 16); recorded as MODE@batch_size=N")
     parser.add_argument("--start-name", help="another start than the curve's: its runs are recorded as init@start=NAME")
     parser.add_argument("--modes", nargs="+", choices=("scratch", "init"), default=["scratch", "init"])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
