@@ -4,7 +4,9 @@
 
 Front ends send tokenized windows over a Unix socket (``service.wire``); this process queues them in
 the fair ``Scheduler``, pads batches, runs both graphs and the vectorised decode, and sends back each
-request's triples as token spans once all its windows are done. On a GPU three stages overlap
+request's triples as token spans once all its windows are done. One thread does all of it, reading
+every front end's socket through a selector between batches: no thread hand-off per message, and each
+batch is formed from everything that has arrived. On a GPU three stages overlap
 (``model.extractor.InFlight``): while the accelerator thread runs batch k, this thread pads batch k+1
 and hands out the results of batch k-1.
 
@@ -15,8 +17,10 @@ until its supervisor closes its standard input, so that front ends can drain thr
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import selectors
 import signal
 import socket
 import sys
@@ -29,7 +33,7 @@ from ..model.extractor import Extractor, InFlight, open_export
 from ..model.runtime import ExportError
 from ..model.tokenize import Padded, pad_windows
 from . import wire
-from .metrics import Metrics
+from .metrics import Metrics, Tally
 from .scheduler import Request, Scheduler
 from .settings import ServiceSettings
 from .wire import Cancel, Done, EngineInfo, Failed, Hello, Submit
@@ -49,19 +53,27 @@ Scheduled = list[tuple[Request, int]]  # a batch: (request, window index) pairs
 
 
 class Peer:
-    """One front end's connection; sends may come from several threads."""
+    """One front end's connection: frames arrive in whatever pieces the socket gives."""
 
     def __init__(self, connection: socket.socket) -> None:
-        self.connection, self.lock = connection, threading.Lock()
-        self.stream = connection.makefile("rb", buffering=1 << 16)
+        self.connection, self.unread = connection, b""
 
     def send(self, *messages: wire.Message) -> None:
         """The messages in one write (one system call for a batch's answers to this front end)."""
+        with contextlib.suppress(OSError):  # the front end went away; reading from it will say so
+            self.connection.sendall(b"".join(map(wire.frame, messages)))
+
+    def messages(self) -> list[wire.Message]:
+        """The messages that have arrived whole, once the socket is readable (a blocking socket: answers
+        are written whole); EOFError when the front end has gone."""
         try:
-            with self.lock:
-                self.connection.sendall(b"".join(map(wire.frame, messages)))
-        except OSError:  # the front end went away; its reader cleans up
-            pass
+            data = self.connection.recv(1 << 20)
+        except OSError as error:
+            raise EOFError(str(error)) from None
+        if not data:
+            raise EOFError("connection closed")
+        bodies, self.unread = wire.split_frames(self.unread + data if self.unread else data)
+        return [wire.parse(body) for body in bodies]
 
 
 def failure(error: Exception) -> Failure:
@@ -74,11 +86,13 @@ def failure(error: Exception) -> Failure:
 class EngineServer:
     def __init__(self, extractor: Extractor, settings: ServiceSettings, batch_size: int, metrics: Metrics) -> None:
         self.extractor, self.metrics = extractor, metrics
+        self.tally = Tally()  # the metrics' updates, written out between batches
         self.overlap = extractor.overlap  # on a GPU: the stages overlap
         self.scheduler = Scheduler(batch_size, settings.max_batch_tokens, settings.max_queue)
         self.active: dict[tuple, Request] = {}  # submitted and not yet answered
         self.peers: dict[int, Peer] = {}
-        self.condition = threading.Condition()
+        self.peer_ids = itertools.count()
+        self.selector = selectors.DefaultSelector()
         self.run_cpu_s = 0.0  # CPU of the thread running ``run``, ONNX Runtime's share included
         export = extractor.config.export
         self.info = EngineInfo(
@@ -94,83 +108,96 @@ class EngineServer:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(path)
         listener.listen(64)
-        threading.Thread(target=self.accept, args=(listener,), daemon=True).start()
+        listener.setblocking(False)
+        self.selector.register(listener, selectors.EVENT_READ)
         print(READY_LINE, flush=True)
         self.loop()
 
-    def accept(self, listener: socket.socket) -> None:
-        for peer_id in itertools.count():
-            connection, _ = listener.accept()
-            peer = self.peers[peer_id] = Peer(connection)
-            peer.send(Hello(self.info))
-            threading.Thread(target=self.read, args=(peer_id, peer), daemon=True).start()
-
-    def read(self, peer_id: int, peer: Peer) -> None:
-        try:
-            while True:
-                message = wire.receive(peer.stream)  # waiting here costs no CPU
-                started = time.thread_time()
+    def poll(self, wait: float | None) -> None:
+        """Take in every message that has arrived, waiting up to ``wait`` s (None: for ever) for the first."""
+        for key, _ in self.selector.select(wait):
+            if key.data is None:
+                self.accept(key.fileobj)
+                continue
+            peer_id, peer = key.data
+            try:
+                messages = peer.messages()
+            except EOFError:
+                self.close(peer_id, peer)
+                continue
+            for message in messages:
                 if isinstance(message, Submit):
                     self.submit(peer_id, peer, message)
                 elif isinstance(message, Cancel):
                     self.drop((peer_id, message.request_id))
-                self.metrics.engine_host_cpu.inc(time.thread_time() - started)
-        except (EOFError, OSError):
-            with self.condition:
-                for key in [key for key in self.active if key[0] == peer_id]:
-                    self.drop(key)
-                self.peers.pop(peer_id, None)
+
+    def accept(self, listener: socket.socket) -> None:
+        try:
+            connection, _ = listener.accept()
+        except BlockingIOError:
+            return
+        peer_id, peer = next(self.peer_ids), Peer(connection)
+        connection.setblocking(True)  # not inherited from the listener on every platform
+        peer.send(Hello(self.info))
+        self.peers[peer_id] = peer
+        self.selector.register(connection, selectors.EVENT_READ, (peer_id, peer))
+
+    def close(self, peer_id: int, peer: Peer) -> None:
+        self.selector.unregister(peer.connection)
+        peer.connection.close()
+        for key in [key for key in self.active if key[0] == peer_id]:
+            self.drop(key)
+        self.peers.pop(peer_id, None)
 
     def submit(self, peer_id: int, peer: Peer, message: Submit) -> None:
-        bounds = [0, *itertools.accumulate(message.lengths)]  # plain Python: a request has few windows
-        ids = [message.ids[a:b] for a, b in zip(bounds, bounds[1:])]
-        starts = [message.starts[a:b] for a, b in zip(bounds, bounds[1:])]
-        request = Request((peer_id, message.request_id), ids, starts, message.deadline)
-        with self.condition:
-            room = self.scheduler.has_room(len(ids))
-            if room:
-                self.active[request.key] = request
-                self.scheduler.add(request)
-                self.metrics.queue_depth.set(self.scheduler.queued_windows)
-                self.condition.notify()
-        if not room:
+        if len(message.lengths) == 1:
+            ids, starts = [message.ids], [message.starts]
+        else:  # plain Python: a request has few windows
+            bounds = [0, *itertools.accumulate(message.lengths)]
+            ids = [message.ids[a:b] for a, b in zip(bounds, bounds[1:])]
+            starts = [message.starts[a:b] for a, b in zip(bounds, bounds[1:])]
+        if not self.scheduler.has_room(len(ids)):
             peer.send(Failed(message.request_id, 429, "queue_full", "the server is at capacity; retry shortly"))
+            return
+        request = Request((peer_id, message.request_id), ids, starts, message.deadline)
+        self.active[request.key] = request
+        self.scheduler.add(request)
 
     def drop(self, key: tuple) -> None:
-        with self.condition:
-            self.active.pop(key, None)
-            self.scheduler.remove(key)
+        self.active.pop(key, None)
+        self.scheduler.remove(key)
 
     def loop(self) -> None:
-        """Batches as they come. On a GPU the stages overlap (pad k+1 and hand out k-1 while k runs); on
-        the CPU the graphs use every core and the overlap only competes for them. When the queue runs
-        dry, the batches in flight are finished before this waits for more requests."""
+        """Batches as they come, in this one thread: it reads the front ends' messages, forms a batch from
+        all that has arrived and runs it. On a GPU the stages overlap (pad k+1 and hand out k-1 while k
+        runs); on the CPU the graphs use every core and the overlap only competes for them. When the
+        queue runs dry, the batches in flight are finished before this waits for more requests."""
         with InFlight(self.run, overlap=self.overlap) as in_flight:
             while True:
-                started, in_run = time.thread_time(), self.run_cpu_s  # waiting for work costs no CPU
-                batch = self.next_batch(wait=not in_flight.busy)
+                if not (self.scheduler.waiting or in_flight.busy):
+                    self.tally.flush()  # idle: the metrics are up to date while nothing happens
+                    self.poll(None)  # waiting for work costs no CPU
+                started, in_run = time.thread_time(), self.run_cpu_s
+                self.poll(0)
+                batch = self.next_batch()
                 finished = in_flight.add(batch, self.prepare(batch)) if batch else in_flight.drain()
                 for done, outcomes in finished:
                     self.finish(done, outcomes)
                 spent = time.thread_time() - started  # ``run`` counts its own host work, whichever thread runs it
-                self.metrics.engine_host_cpu.inc(spent - (0.0 if self.overlap else self.run_cpu_s - in_run))
+                self.tally.inc(self.metrics.engine_host_cpu, spent - (0.0 if self.overlap else self.run_cpu_s - in_run))
+                self.tally.flush(unless_within=self.tally.interval)
 
-    def next_batch(self, wait: bool) -> Scheduled:
-        """The next batch as soon as there is one; empty when there is none and ``wait`` is false."""
-        with self.condition:
-            while True:
-                for request in self.scheduler.expired(time.monotonic()):
-                    self.active.pop(request.key, None)
-                    self.metrics.dropped.labels("deadline").inc()
-                batch = self.scheduler.next_batch()
-                self.metrics.queue_depth.set(self.scheduler.queued_windows)
-                if batch or not wait:
-                    break
-                self.condition.wait()
+    def next_batch(self) -> Scheduled:
+        """The next batch; empty when nothing waits."""
+        for request in self.scheduler.expired(time.monotonic()):
+            self.active.pop(request.key, None)
+            self.tally.inc(self.metrics.dropped.labels("deadline"))
+        batch = self.scheduler.next_batch()
+        self.tally.set(self.metrics.queue_depth, self.scheduler.queued_windows)
         if batch:
             now = time.monotonic()
             for request in {id(request): request for request, index in batch if index == 0}.values():
-                self.metrics.queue_seconds.observe(now - request.enqueued)
+                self.tally.observe(self.metrics.queue_seconds, now - request.enqueued)
         return batch
 
     @staticmethod
@@ -190,7 +217,7 @@ class EngineServer:
         outcomes = spans.per_window(len(batch))
         spent = time.thread_time() - cpu_started
         self.run_cpu_s += spent
-        self.metrics.engine_host_cpu.inc(spent - (self.extractor.runtime.run_cpu_s - in_runs))
+        self.tally.inc(self.metrics.engine_host_cpu, spent - (self.extractor.runtime.run_cpu_s - in_runs))
         return outcomes
 
     def isolate(self, batch: Scheduled, found: Failure) -> list[Spans | Failure]:
@@ -215,29 +242,29 @@ class EngineServer:
 
     def record(self, batch: Scheduled, seconds: float) -> None:
         padded, padding = Scheduler.padding(batch)
-        self.metrics.engine_seconds.observe(seconds)
-        self.metrics.batch_windows.observe(len(batch))
-        self.metrics.batch_texts.observe(len({id(request) for request, _ in batch}))
-        self.metrics.batch_tokens.observe(padded)
-        self.metrics.padding_ratio.observe(padding)
+        metrics, observe = self.metrics, self.tally.observe
+        observe(metrics.engine_seconds, seconds)
+        observe(metrics.batch_windows, len(batch))
+        observe(metrics.batch_texts, len({id(request) for request, _ in batch}))
+        observe(metrics.batch_tokens, padded)
+        observe(metrics.padding_ratio, padding)
 
     def finish(self, batch: Scheduled, outcomes: list[Spans | Failure]) -> None:
         answers = []
-        with self.condition:
-            for (request, index), outcome in zip(batch, outcomes):
-                if self.active.get(request.key) is not request:
-                    continue  # cancelled, expired or already failed
-                if isinstance(outcome, Failure):
-                    self.active.pop(request.key)
-                    self.scheduler.remove(request.key)
-                    answers.append((request, Failed(request.key[1], outcome.status, outcome.code, outcome.message)))
-                    continue
-                outcome.rows[:, Spans.WINDOW] = index
-                request.spans[index] = outcome
-                request.remaining -= 1
-                if not request.remaining:
-                    self.active.pop(request.key)
-                    answers.append((request, Done(request.key[1], Spans.concat(request.spans))))
+        for (request, index), outcome in zip(batch, outcomes):
+            if self.active.get(request.key) is not request:
+                continue  # cancelled, expired or already failed
+            if isinstance(outcome, Failure):
+                self.active.pop(request.key)
+                self.scheduler.remove(request.key)
+                answers.append((request, Failed(request.key[1], outcome.status, outcome.code, outcome.message)))
+                continue
+            outcome.rows[:, Spans.WINDOW] = index
+            request.spans[index] = outcome
+            request.remaining -= 1
+            if not request.remaining:
+                self.active.pop(request.key)
+                answers.append((request, Done(request.key[1], Spans.concat(request.spans))))
         by_peer: dict[int, list[wire.Message]] = {}
         for request, message in answers:
             by_peer.setdefault(request.key[0], []).append(message)

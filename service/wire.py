@@ -11,7 +11,6 @@ from __future__ import annotations
 import pickle
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import numpy as np
 
@@ -116,13 +115,14 @@ def parse(body: bytes) -> Message:
     return pickle.loads(body[1:])
 
 
-def receive(stream: BinaryIO) -> Message:
-    """The next message from a buffered reader over the socket (one ``recv`` brings many small messages)."""
-    header = stream.read(HEADER.size)
-    if len(header) < HEADER.size:
-        raise EOFError("connection closed")
-    (size,) = HEADER.unpack(header)
-    body = stream.read(size)
-    if len(body) < size:
-        raise EOFError("connection closed")
-    return parse(body)
+def split_frames(data: bytes) -> tuple[list[bytes], bytes]:
+    """The bodies of the whole frames at the front of ``data``, and what is left of a frame still arriving."""
+    bodies, offset, size = [], 0, len(data)
+    while offset + HEADER.size <= size:
+        (length,) = HEADER.unpack_from(data, offset)
+        end = offset + HEADER.size + length
+        if end > size:
+            break
+        bodies.append(data[offset + HEADER.size : end])
+        offset = end
+    return bodies, data[offset:]
