@@ -14,15 +14,16 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from triplex.model.decode import Spans
 from triplex.model.extractor import open_export
 from triplex.model.tokenize import load_tokenizer
 from triplex.service.app import create_app
 from triplex.service.engine_process import EngineServer, Failure
-from triplex.service.metrics import Metrics
+from triplex.service.metrics import Metrics, Tally
 from triplex.service.scheduler import Request, Scheduler
-from triplex.service.wire import Cancel, Done, EngineInfo, Failed, Hello, Submit, frame, parse
+from triplex.service.wire import Cancel, Done, EngineInfo, Failed, Hello, Submit, frame, parse, split_frames
 
 from .sample import generate
 from .test_service import TEXTS, settings, with_client
@@ -51,6 +52,40 @@ def test_every_message_comes_back_as_it_was_sent() -> None:
     assert done.spans.scores.tolist() == [0.5, 0.25] and sent(Done(4, Spans.empty())).spans.rows.shape == (0, 6)
     for message in (Cancel(5), Failed(1, 500, "engine_error", "why"), Hello(EngineInfo("cpu", "fp32", 8, {"a": 1.0}))):
         assert sent(message) == message
+
+    # the engine reads whatever the socket holds: whole frames, and the start of the next one
+    stream = b"".join(frame(Cancel(n)) for n in range(3))
+    for cut in range(len(stream) + 1):
+        first, rest = split_frames(stream[:cut])
+        second, left = split_frames(rest + stream[cut:])
+        assert [parse(body) for body in first + second] == [Cancel(0), Cancel(1), Cancel(2)] and left == b""
+
+
+def test_tallied_metrics_read_as_if_each_update_were_written() -> None:
+    def metrics(registry: CollectorRegistry) -> tuple[Counter, Gauge, Histogram]:
+        return (
+            Counter("c", "c", ["reason"], registry=registry),
+            Gauge("g", "g", registry=registry),
+            Histogram("h", "h", buckets=(0.1, 1, 4), registry=registry),
+        )
+
+    direct, tallied = CollectorRegistry(), CollectorRegistry()
+    (counter, gauge, histogram), (tally_counter, tally_gauge, tally_histogram) = metrics(direct), metrics(tallied)
+    tally = Tally()
+    for value in (0.05, 0.1, 0.5, 1, 3, 4, 9, 1, 0.1):  # bounds themselves too: a bucket holds what is <= it
+        counter.labels("x").inc(value)
+        tally.inc(tally_counter.labels("x"), value)
+        gauge.set(value)
+        tally.set(tally_gauge, value)
+        histogram.observe(value)
+        tally.observe(tally_histogram, value)
+
+    def read(registry: CollectorRegistry) -> list[str]:  # without the metrics' creation times
+        return [line for line in generate_latest(registry).decode().splitlines() if "_created" not in line]
+
+    assert tally.pending and "h_count 0.0" in read(tallied)
+    tally.flush()
+    assert not tally.pending and read(tallied) == read(direct) and "h_count 9.0" in read(direct)
 
 
 def test_scheduler_leads_with_the_least_recently_served_and_caps_each_request() -> None:
