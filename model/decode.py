@@ -18,7 +18,7 @@ import numpy as np
 
 from .runtime import Runtime
 from .schema import VALUE_SLOT, Entity, ExtractorConfig, Relation, Thresholds, Triple
-from .tokenize import Encoded, Padded
+from .tokenize import Encoded, Padded, whole_words
 
 SUBJECT_TOKENS_PER_CALL = 32768  # subjects x tokens per graph-2 call: bounds its memory on texts with many subjects
 
@@ -163,11 +163,19 @@ def to_triples(windows: list[Encoded], spans: Spans, config: ExtractorConfig) ->
     subject_end = ends[rows[:, Spans.SUBJECT_END] + first_token]
     object_start = starts[rows[:, Spans.OBJECT_START] + first_token]
     object_end = ends[rows[:, Spans.OBJECT_END] + first_token]
-    # listed as ``model.extractor.identity`` orders them: by subject, predicate, object (lexsort's last key first)
-    order = np.lexsort((object_end, object_start, config.label_ranks[relation], subject_end, subject_start, window))
+    texts = [w.text for w in windows]
     columns = np.stack([window, subject_start, subject_end, relation, object_start, object_end], axis=1)
-    relations, labels, texts = config.relations, config.labels, [w.text for w in windows]
-    for (w, s_start, s_end, r, o_start, o_end), score in zip(columns[order].tolist(), spans.scores[order].tolist()):
+    columns, widened = widen_to_words(columns, texts)
+    window, subject_start, subject_end, relation, object_start, object_end = columns.T
+    # listed as ``model.extractor.identity`` orders them: by subject, predicate, object (lexsort's last key
+    # first); the same triple twice (two pieces of one word, widened) once, with its better score
+    ranks, scores = config.label_ranks[relation], spans.scores
+    order = np.lexsort((-scores, object_end, object_start, ranks, subject_end, subject_start, window))
+    if widened:
+        repeated = np.all(columns[order][1:] == columns[order][:-1], axis=1)
+        order = order[np.concatenate([[True], ~repeated])]
+    relations, labels = config.relations, config.labels
+    for (w, s_start, s_end, r, o_start, o_end), score in zip(columns[order].tolist(), scores[order].tolist()):
         relation_r, text = relations[r], texts[w]
         subject = Entity(text[s_start:s_end], s_start, s_end, relation_r.subject_type)
         obj = Entity(text[o_start:o_end], o_start, o_end, relation_r.object_type)
@@ -175,6 +183,19 @@ def to_triples(windows: list[Encoded], spans: Spans, config: ExtractorConfig) ->
     if config.has_slots:
         found = [merge_slots(triples, config.relations_by_label) for triples in found]
     return found
+
+
+def widen_to_words(columns: np.ndarray, texts: list[str]) -> tuple[np.ndarray, bool]:
+    """Rows (window, subject start/end, relation, object start/end in characters) whose entities are
+    widened to the whole words they cut: a tokenizer's piece of a word (``##hul`` of "Rahul") stands for
+    the word, as entities in training data always are whole words. Whether any was widened."""
+    rows = columns.tolist()
+    for row in rows:
+        text = texts[row[0]]
+        row[1], row[2] = whole_words(text, row[1], row[2])
+        row[4], row[5] = whole_words(text, row[4], row[5])
+    widened = np.array(rows, dtype=columns.dtype).reshape(columns.shape)
+    return widened, not np.array_equal(widened, columns)
 
 
 def merge_slots(triples: list[Triple], relations: dict[str, Relation]) -> list[Triple]:

@@ -22,6 +22,20 @@ CJK_PATTERN = (
 )
 
 
+def is_word_char(char: str) -> bool:
+    """Letters and digits of alphabetic scripts; CJK characters stand alone as words."""
+    return char.isalnum() and ord(char) < 0x2E80
+
+
+def whole_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span ``text[start:end]`` widened to the whole words it cuts, if it cuts any."""
+    while start > 0 and is_word_char(text[start - 1]) and is_word_char(text[start]):
+        start -= 1
+    while end < len(text) and is_word_char(text[end - 1]) and is_word_char(text[end]):
+        end += 1
+    return start, end
+
+
 @dataclass
 class Encoded:
     """One tokenized text. ``starts``/``ends`` are character offsets per token, -1 for special tokens."""

@@ -2,8 +2,9 @@
 
 import numpy as np
 
-from triplex.model.decode import Spans, merge_slots, object_spans, subject_spans
-from triplex.model.schema import Entity, Relation, Thresholds, Triple
+from triplex.model.decode import Spans, merge_slots, object_spans, subject_spans, to_triples
+from triplex.model.schema import Entity, ExtractorConfig, Relation, Thresholds, Triple
+from triplex.model.tokenize import Encoded
 
 
 def spans_of(start: list[float], end: list[float], content: list[bool], thresholds: Thresholds) -> list[tuple]:
@@ -42,6 +43,31 @@ def test_objects_pair_within_their_subject_and_relation() -> None:
     assert np.allclose(spans.scores, [0.8, 0.5 * 0.725])
     assert [len(s) for s in spans.per_window(3)] == [1, 1, 0]
     assert len(Spans.empty()) == 0
+
+
+def test_a_piece_of_a_word_stands_for_the_word() -> None:
+    """A span that starts or ends inside a word (a tokenizer's piece: "##hul" of "Rahul") is widened to the
+    word; two pieces of one word that name the same triple give it once, with the better score. CJK
+    characters are words of their own, and punctuation ends a word."""
+    text = "Rahul Jensen, born in Mumbai-2. 张伟出生于上海"
+    # tokens: ra ##hul jensen , born in mumbai - 2 . 张 伟 出 生 于 上 海
+    starts = [0, 2, 6, 12, 14, 19, 22, 28, 29, 30, 32, 33, 34, 35, 36, 37, 38]
+    ends = [2, 5, 12, 13, 18, 21, 28, 29, 30, 31, 33, 34, 35, 36, 37, 38, 39]
+    window = Encoded(text, np.zeros(len(starts), dtype=np.int64), np.array(starts), np.array(ends))
+    rows = [
+        [0, 1, 2, 0, 6, 6, 0.9],  # "hul Jensen" born in "Mumbai"
+        [0, 0, 2, 0, 6, 6, 0.7],  # "Rahul Jensen" born in "Mumbai": the same triple
+        [0, 2, 2, 1, 8, 8, 0.6],  # "Jensen" age "2": "-" ends "Mumbai", so "2" stands alone
+        [0, 11, 11, 0, 16, 16, 0.8],  # "伟" born in "海": each character a word
+    ]
+    spans = Spans(np.array([row[:6] for row in rows], dtype=np.int64), np.array([row[6] for row in rows]))
+    config = ExtractorConfig([Relation("born_in"), Relation("age")])
+    found = [(t.subject.text, t.predicate, t.object.text, t.score) for t in to_triples([window], spans, config)[0]]
+    assert found == [
+        ("Rahul Jensen", "born_in", "Mumbai", 0.9),
+        ("Jensen", "age", "2", 0.6),
+        ("伟", "born_in", "海", 0.8),
+    ]
 
 
 def test_complex_object_slots_are_reassembled() -> None:

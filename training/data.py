@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model.schema import VALUE_SLOT, Entity, Relation, Triple, relation_label
-from ..model.tokenize import lone_surrogate
+from ..model.tokenize import lone_surrogate, whole_words
 
 FORMATS = ("duie1", "duie2", "casrel", "conll04", "jsonl", "doccano", "labelstudio")
 SCHEMA_FILES = ("all_50_schemas", "duie_schema.json", "rel2id.json", "schema.jsonl", "conll04_types.json")
@@ -71,21 +71,13 @@ class RawTriple:
     qualifiers: dict[str, str | Entity] = field(default_factory=dict)
 
 
-def is_word_char(char: str) -> bool:
-    """Letters and digits of alphabetic scripts; CJK characters stand alone as words."""
-    return char.isalnum() and ord(char) < 0x2E80
-
-
 def occurrences(text: str, name: str, summary: ReadSummary) -> list[tuple[int, int]]:
     """Where ``name`` stands in ``text`` as a whole word, case-sensitive first."""
     for flags in (0, re.IGNORECASE):
         spans = []
         for match in re.finditer(re.escape(name), text, flags):
-            start, end = match.span()
-            cut_before = start > 0 and is_word_char(text[start - 1]) and is_word_char(text[start])
-            cut_after = end < len(text) and is_word_char(text[end - 1]) and is_word_char(text[end])
-            if not (cut_before or cut_after):
-                spans.append((start, end))
+            if whole_words(text, *match.span()) == match.span():  # not a piece of a longer word
+                spans.append(match.span())
         if spans:
             summary.counts["case_mismatch"] += flags != 0
             return spans
