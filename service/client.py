@@ -74,15 +74,24 @@ class EngineClient:
         return wire.parse(await reader.readexactly(size))
 
     async def dispatch(self, reader: asyncio.StreamReader) -> None:
+        """Every answer that has arrived, as it arrives (one read brings a batch's answers together)."""
+        unread = b""
         while True:
-            message = await self.read(reader)
-            future = self.pending.pop(message.request_id, None)
-            if future is None or future.done():
-                continue
-            if isinstance(message, Done):
-                future.set_result(message.spans)
-            else:
-                future.set_exception(EngineError(message.status, message.code, message.message))
+            data = await reader.read(1 << 20)
+            if not data:
+                raise EOFError("the engine process closed the connection")
+            bodies, unread = wire.split_frames(unread + data if unread else data)
+            for body in bodies:
+                self.answer(wire.parse(body))
+
+    def answer(self, message: wire.Message) -> None:
+        future = self.pending.pop(message.request_id, None)
+        if future is None or future.done():
+            return
+        if isinstance(message, Done):
+            future.set_result(message.spans)
+        else:
+            future.set_exception(EngineError(message.status, message.code, message.message))
 
     def fail_all(self, error: EngineError) -> None:
         pending, self.pending = self.pending, {}
