@@ -28,6 +28,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..model.decode import Spans
 from ..model.extractor import Extractor, InFlight, open_export
 from ..model.runtime import ExportError
@@ -215,6 +217,8 @@ class EngineServer:
             return self.isolate(batch, failure(error))
         self.record(batch, time.perf_counter() - started)
         outcomes = spans.per_window(len(batch))
+        # the window column, from the batch's numbering to each request's own (``outcomes`` are views)
+        spans.rows[:, Spans.WINDOW] = np.array([index for _, index in batch])[spans.rows[:, Spans.WINDOW]]
         spent = time.thread_time() - cpu_started
         self.run_cpu_s += spent
         self.tally.inc(self.metrics.engine_host_cpu, spent - (self.extractor.runtime.run_cpu_s - in_runs))
@@ -259,7 +263,6 @@ class EngineServer:
                 self.scheduler.remove(request.key)
                 answers.append((request, Failed(request.key[1], outcome.status, outcome.code, outcome.message)))
                 continue
-            outcome.rows[:, Spans.WINDOW] = index
             request.spans[index] = outcome
             request.remaining -= 1
             if not request.remaining:

@@ -92,9 +92,11 @@ class Scheduler:
             if (len(batch) + 1) * length <= self.max_batch_tokens:
                 batch.append((request, index))
                 longest = length
-        for request in {id(request): request for request, _ in batch}.values():
-            taken = {index for r, index in batch if r is request}
-            request.pending = [index for index in request.pending if index not in taken]
+        taken: dict[int, tuple[Request, set[int]]] = {}
+        for request, index in batch:
+            taken.setdefault(id(request), (request, set()))[1].add(index)
+        for request, indices in taken.values():
+            request.pending = [index for index in request.pending if index not in indices]
             self.waiting.move_to_end(request.key)  # served: to the back of the round
             if not request.pending:
                 del self.waiting[request.key]

@@ -102,11 +102,11 @@ def parse(body: bytes) -> Message:
     kind = body[:1]
     if kind == SUBMIT:
         _, request_id, deadline, windows = SUBMIT_HEAD.unpack_from(body)
-        lengths = np.frombuffer(body, np.int64, windows, SUBMIT_HEAD.size)
-        tokens, offset = int(lengths.sum()), SUBMIT_HEAD.size + 8 * windows
+        lengths = list(struct.unpack_from(f"={windows}q", body, SUBMIT_HEAD.size))  # as numpy wrote them
+        tokens, offset = sum(lengths), SUBMIT_HEAD.size + 8 * windows
         ids = np.frombuffer(body, np.int64, tokens, offset)
         starts = np.frombuffer(body, np.int64, tokens, offset + 8 * tokens)
-        return Submit(request_id, ids, starts, lengths.tolist(), deadline)
+        return Submit(request_id, ids, starts, lengths, deadline)
     if kind == DONE:
         _, request_id, triples = DONE_HEAD.unpack_from(body)
         rows = np.frombuffer(body, np.int64, 6 * triples, DONE_HEAD.size).reshape(triples, 6)
