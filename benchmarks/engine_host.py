@@ -1,0 +1,118 @@
+"""The engine process's own host work per window, alone: everything it does around the graphs.
+
+    python benchmarks/engine_host.py --export runs/tiny-webnlg/export [--batches 8 64 192] [--repeats 5]
+
+One-sentence WebNLG* dev requests, as a front end frames them, go through the engine process's own code
+(``EngineServer``): parsing each ``Submit``, queueing, the scheduler, padding, the decode, renumbering
+and answering each request with a ``Done`` frame on a socket. The graphs run once per batch shape and
+their outputs are replayed, so no ONNX Runtime time is counted; the selector and the socket reads of the
+real process are left out. One core; CPU time of this thread per window, the median over repeats (the
+batch sizes interleaved in each repeat). Writes an entry (``--label``) of benchmarks/results/engine_host.json.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.sched_setaffinity(0, {0})
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from common import ROOT, machine, merge_results  # noqa: E402
+
+import triplex  # noqa: E402
+from triplex.service import wire  # noqa: E402
+from triplex.service.engine_process import EngineServer, Peer  # noqa: E402
+from triplex.service.metrics import Metrics, use_folder  # noqa: E402
+from triplex.service.settings import ServiceSettings  # noqa: E402
+
+
+def replaying(runtime) -> None:
+    """The runtime's graphs run once per input shape; later calls get the recorded outputs."""
+    encode, objects, seen = runtime.encode, runtime.objects, {}
+
+    def encode_once(ids: np.ndarray, mask: np.ndarray):
+        if ("encode", ids.shape) not in seen:
+            seen["encode", ids.shape] = encode(ids, mask)
+        return seen["encode", ids.shape]
+
+    def objects_once(hidden, subjects: np.ndarray, thresholds: np.ndarray):
+        if ("objects", subjects.shape) not in seen:
+            seen["objects", subjects.shape] = objects(hidden, subjects, thresholds)
+        return seen["objects", subjects.shape]
+
+    runtime.encode, runtime.objects = encode_once, objects_once
+
+
+def per_window(server: EngineServer, bodies: list[bytes], other_end: socket.socket, batches: int) -> float:
+    """CPU µs per window of ``batches`` rounds: every request submitted, one batch, answered."""
+
+    def one_round() -> None:
+        for body in bodies:
+            server.submit(0, server.peers[0], wire.parse(body))
+        batch = server.next_batch()
+        assert len(batch) == len(bodies), f"{len(batch)} of {len(bodies)} windows in one batch"
+        server.finish(batch, server.run(server.prepare(batch)))
+        try:
+            while other_end.recv(1 << 20):
+                pass
+        except BlockingIOError:
+            pass
+
+    for _ in range(20):
+        one_round()
+    started = time.thread_time()
+    for _ in range(batches):
+        one_round()
+    return 1e6 * (time.thread_time() - started) / (batches * len(bodies))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--export", type=Path, required=True)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--batches", type=int, nargs="+", default=[8, 64, 192], help="requests per batch")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--windows", type=int, default=20000, help="windows timed per batch size and repeat")
+    parser.add_argument("--label", default="current code", help="the entry of results/engine_host.json to write")
+    args = parser.parse_args()
+    use_folder()
+    extractor = triplex.load(args.export, provider="cpu")
+    replaying(extractor.runtime)
+    dev = json.loads((args.shared / "data/webnlg_star_casrel/dev_triples.json").read_text())
+    texts = [record["text"] for record in dev]
+    config = extractor.config
+    bodies = []
+    for index, text_windows in enumerate(extractor.windows(texts[: max(args.batches)])):
+        ids, starts = text_windows[0].ids, text_windows[0].starts
+        bodies.append(wire.frame(wire.Submit(index, ids, starts, [len(ids)], time.monotonic() + 1e9))[4:])
+    settings = ServiceSettings(model_dir=str(args.export))
+    figures: dict[int, list[float]] = {size: [] for size in args.batches}
+    for _ in range(args.repeats):
+        for size in args.batches:
+            server = EngineServer(extractor, settings, max(size, 8), Metrics())
+            ours, other_end = socket.socketpair()
+            other_end.setblocking(False)
+            server.peers[0] = Peer(ours)
+            figures[size].append(per_window(server, bodies[:size], other_end, max(1, args.windows // size)))
+            ours.close()
+            other_end.close()
+    results = {
+        "machine": f"CPU only: {machine()}, one core",
+        "export": str(args.export),
+        "max_length": config.max_length,
+        "us_per_window": {str(size): round(statistics.median(runs), 1) for size, runs in figures.items()},
+        "runs": {str(size): [round(run, 1) for run in runs] for size, runs in figures.items()},
+    }
+    print(json.dumps(results, indent=2))
+    merge_results("engine_host", {args.label: results})
+
+
+if __name__ == "__main__":
+    main()
