@@ -105,6 +105,12 @@ class EngineServer:
         )
 
     def serve(self, path: str) -> None:
+        self.listen(path)
+        print(READY_LINE, flush=True)
+        self.loop()
+
+    def listen(self, path: str) -> None:
+        """Front ends connect on ``path``; ``poll`` accepts them."""
         if os.path.exists(path):  # left by an engine process that died
             os.unlink(path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -112,8 +118,6 @@ class EngineServer:
         listener.listen(64)
         listener.setblocking(False)
         self.selector.register(listener, selectors.EVENT_READ)
-        print(READY_LINE, flush=True)
-        self.loop()
 
     def poll(self, wait: float | None) -> None:
         """Take in every message that has arrived, waiting up to ``wait`` s (None: for ever) for the first."""

@@ -7,6 +7,7 @@ import gc
 import os
 import shutil
 import signal
+import socket
 import statistics
 import time
 from pathlib import Path
@@ -150,6 +151,46 @@ def test_a_failing_batch_is_retried_so_only_the_poisoned_request_fails(trained, 
     responses = asyncio.run(with_client(app, work))
     assert [r.status_code for r in responses] == [200, 500, 200, 200] * 3
     assert responses[1].json()["error"]["code"] == "engine_error"
+
+
+def test_the_engine_reads_every_front_end_and_forgets_one_that_leaves(trained, tmp_path: Path) -> None:
+    """Messages cut anywhere by the socket, two front ends at once; the requests of one that goes away are
+    dropped, the other's answered with what the Python API finds."""
+    extractor = open_export(trained[1], provider="cpu", threads=1)
+    server = EngineServer(extractor, settings(trained[1]), 8, Metrics())
+    path = str(tmp_path / "engine.sock")
+    server.listen(path)
+    front_ends = []
+    for _ in range(2):
+        front_end = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        front_end.connect(path)
+        server.poll(1)  # accepts it and greets it
+        front_ends.append(front_end)
+    assert len(server.peers) == 2
+    for front_end in front_ends:
+        assert isinstance(parse(split_frames(front_end.recv(1 << 16))[0][0]), Hello)
+    text = next(text for text, result in zip(TEXTS, extractor.extract_all(TEXTS)) if result.triples)
+    (window,) = extractor.windows([text])[0]
+    submit = frame(Submit(1, window.ids, window.starts, [len(window.ids)], time.monotonic() + 60))
+    leaving, staying = front_ends
+    stream = submit + frame(Submit(2, window.ids, window.starts, [len(window.ids)], time.monotonic() + 60))
+    for piece in (stream[:7], stream[7 : len(submit) + 3], stream[len(submit) + 3 :]):
+        leaving.sendall(piece)
+        server.poll(1)
+    staying.sendall(submit)
+    server.poll(1)
+    assert len(server.active) == 3
+    leaving.close()
+    server.poll(1)
+    assert list(server.active) == [(1, 1)] and len(server.peers) == 1
+    batch = server.next_batch()
+    server.finish(batch, server.run(server.prepare(batch)))
+    (done,), _ = split_frames(staying.recv(1 << 16))
+    answer = parse(done)
+    assert isinstance(answer, Done) and answer.request_id == 1 and not server.active
+    expected = extractor.extract_all([text])[0].triples
+    assert len(answer.spans) == len(expected) and answer.spans.rows[:, Spans.WINDOW].tolist() == [0] * len(expected)
+    staying.close()
 
 
 def test_small_requests_are_not_held_behind_a_big_one(trained) -> None:
