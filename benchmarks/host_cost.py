@@ -30,7 +30,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import orjson  # noqa: E402
-from common import ROOT, machine, merge_results  # noqa: E402
+from common import ROOT, Recorder, Replay, machine, merge_results  # noqa: E402
 
 from triplex.model.decode import find_spans  # noqa: E402
 from triplex.model.extractor import Extractor, open_export  # noqa: E402
@@ -38,38 +38,6 @@ from triplex.model.schema import Relation  # noqa: E402
 from triplex.model.tokenize import TOKENIZER_FILE, pad_windows  # noqa: E402
 
 BATCH = 64
-
-
-class Recorder:
-    """The export's runtime, keeping graph 1's subject probabilities and graph 2's outputs."""
-
-    def __init__(self, runtime) -> None:
-        self.runtime, self.encoder_outputs, self.object_outputs, self.object_seconds = runtime, [], [], 0.0
-
-    def encode(self, input_ids, attention_mask):
-        hidden, subject_probs = self.runtime.encode(input_ids, attention_mask)
-        self.encoder_outputs.append(subject_probs)
-        return hidden, subject_probs
-
-    def objects(self, hidden, subjects, thresholds):
-        started = time.perf_counter()
-        outputs = self.runtime.objects(hidden, subjects, thresholds)
-        self.object_seconds += time.perf_counter() - started
-        self.object_outputs.append(outputs)
-        return outputs
-
-
-class Replay:
-    """A runtime that hands back recorded graph outputs: the decode runs, ONNX Runtime does not."""
-
-    def __init__(self, recorder: Recorder) -> None:
-        self.encoder_outputs, self.object_outputs = iter(recorder.encoder_outputs), iter(recorder.object_outputs)
-
-    def encode(self, input_ids, attention_mask):
-        return None, next(self.encoder_outputs)
-
-    def objects(self, hidden, subjects, thresholds):
-        return next(self.object_outputs)
 
 
 def stages(extractor: Extractor, texts: list[str], recorder: Recorder) -> dict[str, float]:

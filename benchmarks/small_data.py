@@ -23,7 +23,7 @@ from pathlib import Path
 
 from common import RESULTS, ROOT, machine, merge_results
 
-# the training flags a run may set (--lr, --head-lr, --subject-distance); recorded as MODE@NAME=VALUE
+# the `triplex train` flags a run may set beside the curve's own (--lr, --head-lr, ...); recorded as MODE@NAME=VALUE
 RATES = ("lr", "head_lr", "subject_distance", "mask_rate", "batch_size")
 EPOCHS = 10  # the curves' budget: every run of a curve trains this many epochs
 

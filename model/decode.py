@@ -163,15 +163,17 @@ def to_triples(windows: list[Encoded], spans: Spans, config: ExtractorConfig) ->
     subject_end = ends[rows[:, Spans.SUBJECT_END] + first_token]
     object_start = starts[rows[:, Spans.OBJECT_START] + first_token]
     object_end = ends[rows[:, Spans.OBJECT_END] + first_token]
-    texts = [w.text for w in windows]
+    texts, scores = [w.text for w in windows], spans.scores
     columns = np.stack([window, subject_start, subject_end, relation, object_start, object_end], axis=1)
-    columns, widened = widen_to_words(columns, texts)
-    window, subject_start, subject_end, relation, object_start, object_end = columns.T
-    # listed as ``model.extractor.identity`` orders them: by subject, predicate, object (lexsort's last key
-    # first); the same triple twice (two pieces of one word, widened) once, with its better score
-    ranks, scores = config.label_ranks[relation], spans.scores
-    order = np.lexsort((-scores, object_end, object_start, ranks, subject_end, subject_start, window))
-    if widened:
+    widened = widen_to_words(columns, texts)
+    # listed as ``model.extractor.identity`` orders them: by subject, predicate, object (lexsort's last key first)
+    if widened is None:
+        order = np.lexsort((object_end, object_start, config.label_ranks[relation], subject_end, subject_start, window))
+    else:  # the same triple twice (two pieces of one word) once, with its better score
+        columns = widened
+        window, subject_start, subject_end, relation, object_start, object_end = columns.T
+        ranks = config.label_ranks[relation]
+        order = np.lexsort((-scores, object_end, object_start, ranks, subject_end, subject_start, window))
         repeated = np.all(columns[order][1:] == columns[order][:-1], axis=1)
         order = order[np.concatenate([[True], ~repeated])]
     relations, labels = config.relations, config.labels
@@ -185,17 +187,17 @@ def to_triples(windows: list[Encoded], spans: Spans, config: ExtractorConfig) ->
     return found
 
 
-def widen_to_words(columns: np.ndarray, texts: list[str]) -> tuple[np.ndarray, bool]:
-    """Rows (window, subject start/end, relation, object start/end in characters) whose entities are
-    widened to the whole words they cut: a tokenizer's piece of a word (``##hul`` of "Rahul") stands for
-    the word, as entities in training data always are whole words. Whether any was widened."""
-    rows = columns.tolist()
+def widen_to_words(columns: np.ndarray, texts: list[str]) -> np.ndarray | None:
+    """The rows (window, subject start/end, relation, object start/end in characters) with their entities
+    widened to the whole words they cut, or None when none cuts a word: a tokenizer's piece of a word
+    (``##hul`` of "Rahul") stands for the word, as entities in training data always are whole words."""
+    rows, widened = columns.tolist(), False
     for row in rows:
         text = texts[row[0]]
-        row[1], row[2] = whole_words(text, row[1], row[2])
-        row[4], row[5] = whole_words(text, row[4], row[5])
-    widened = np.array(rows, dtype=columns.dtype).reshape(columns.shape)
-    return widened, not np.array_equal(widened, columns)
+        subject, obj = whole_words(text, row[1], row[2]), whole_words(text, row[4], row[5])
+        if subject != (row[1], row[2]) or obj != (row[4], row[5]):
+            row[1], row[2], row[4], row[5], widened = *subject, *obj, True
+    return np.array(rows, dtype=columns.dtype) if widened else None
 
 
 def merge_slots(triples: list[Triple], relations: dict[str, Relation]) -> list[Triple]:
