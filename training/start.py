@@ -65,6 +65,8 @@ def start_from(model: PointerExtractor, labels: list[str], folder: Path) -> dict
         missing = [*loaded.missing_keys, *loaded.unexpected_keys][:3]
         raise StartError(f"--init-from '{folder}': its weights do not fit this model ({', '.join(missing)} ...)")
     with torch.no_grad():
+        if "distance.weight" in loaded.missing_keys:
+            model.distance.weight.zero_()
         for index, label in enumerate(labels):
             if label in theirs:
                 rows = slice(2 * theirs[label], 2 * theirs[label] + 2)  # its start and end logits
