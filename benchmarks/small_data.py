@@ -23,6 +23,8 @@ from pathlib import Path
 
 from common import RESULTS, ROOT, machine, merge_results
 
+from triplex.training.start import helper_labels
+
 # the `triplex train` flags a run may set beside the curve's own (--lr, --head-lr, ...); recorded as MODE@NAME=VALUE
 RATES = ("lr", "head_lr", "subject_distance", "mask_rate", "batch_size")
 EPOCHS = 10  # the curves' budget: every run of a curve trains this many epochs
@@ -38,6 +40,12 @@ SETS = {  # training file, dev file, schema, encoder (under ../shared)
         "data/conll04/conll04_train.json",
         "data/conll04/conll04_dev.json",
         "data/conll04/conll04_types.json",
+        "models/minilm-l6-h384-uncased",
+    ),
+    "webnlg_star": (
+        "data/webnlg_star_casrel/train_triples.json",
+        "data/webnlg_star_casrel/dev_triples.json",
+        "data/webnlg_star_casrel/rel2id.json",
         "models/minilm-l6-h384-uncased",
     ),
 }
@@ -59,7 +67,7 @@ def train(args: argparse.Namespace, train_file: Path, output: Path, start: Path 
                "--schema", str(args.shared / schema), "--encoder", str(args.shared / encoder), "--output", str(output),
                "--epochs", str(args.epochs), "--seed", str(seed), "--overwrite", "--quiet"]  # fmt: skip
     if start is not None:
-        command += ["--init-from", str(start)]
+        command += ["--init-from", str(start)] + ([] if args.any_relation else ["--no-any-relation"])
     for name in RATES:
         if getattr(args, name) is not None:
             command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
@@ -80,6 +88,7 @@ def suffix(args: argparse.Namespace, mode: str) -> str:
     """What sets a run apart from the curve's own runs (the curve's start, the CLI's learning rates, EPOCHS
     epochs)."""
     parts = [f"start={args.start_name}"] if args.start_name and mode == "init" else []
+    parts += ["any"] if mode == "init" and args.any_relation and helper_labels(args.start, []) else []
     parts += [f"{name}={getattr(args, name):g}" for name in RATES if getattr(args, name) is not None]
     parts += [f"epochs={args.epochs}"] if args.epochs != EPOCHS else []
     return "".join(f"@{part}" for part in parts)
@@ -115,6 +124,12 @@ def main() -> None:
     )
     parser.add_argument("--mask-rate", type=float, help="triplex train's (default 0); recorded as MODE@mask_rate=R")
     parser.add_argument("--batch-size", type=int, help="triplex train's (default 16); recorded as MODE@batch_size=N")
+    parser.add_argument(
+        "--no-any-relation",
+        dest="any_relation",
+        action="store_false",
+        help="triplex train's: the start's any-object relation not trained beside the set's; else recorded as init@any",
+    )
     parser.add_argument("--start-name", help="another start than the curve's: its runs are recorded as init@start=NAME")
     parser.add_argument("--modes", nargs="+", choices=("scratch", "init"), default=["scratch", "init"])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")

@@ -26,11 +26,11 @@ from common import ROOT
 
 from triplex.model.schema import Relation, Triple, write_schema
 from triplex.training.data import Example, read_dataset, read_schema, write_jsonl
+from triplex.training.start import ANY_RELATION
 
-# One more relation of every start: the objects of every relation of a subject, whatever its schema (why:
-# benchmarks/README.md, "Starting points and small data"). A user's schema does not name it, so
-# ``triplex train --init-from`` leaves its rows behind.
-ANY_RELATION = "*"
+# One more relation of every start, ANY_RELATION: the objects of every relation of a subject, whatever its
+# schema (why: benchmarks/README.md, "Starting points and small data"). ``triplex train --init-from`` goes on
+# training it beside a user's relations and leaves it out of the saved model.
 
 SETS = {  # training files, dev file (None: split off the training file), schema (under ../shared/data)
     "webnlg_star": (("webnlg_star_casrel/train_triples.json",), "webnlg_star_casrel/dev_triples.json",

@@ -7,14 +7,17 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
+from triplex import load
 from triplex.model.schema import CONFIG_FILE
 from triplex.training.data import ReadSummary, write_jsonl
 from triplex.training.network import WEIGHTS_FILE, PointerExtractor, load_encoder
-from triplex.training.start import StartError, start_from
+from triplex.training.start import ANY_RELATION, StartError, start_from
+from triplex.training.targets import Feature, add_any_objects
 from triplex.training.train import train
 
 from .conftest import OVERFIT
@@ -79,6 +82,42 @@ def test_a_start_learns_in_one_epoch_what_scratch_does_not(trained, tiny_encoder
     facts = json.loads((tmp_path / "b" / "extractor.json").read_text())["training"]
     assert facts["init_from"]["relations_kept"] == len(RELATIONS) and facts["settings"]["init_from"] == str(trained[0])
     assert f"started from `{trained[0]}`" in (tmp_path / "b" / "README.md").read_text()
+
+
+def test_a_starts_any_object_relation_trains_as_a_helper_and_is_not_saved(
+    trained, tiny_encoder: Path, tmp_path: Path
+) -> None:
+    start = tmp_path / "start"  # the trained model with an any-object relation, as benchmarks/starts.py builds
+    shutil.copytree(trained[0], start)
+    config = json.loads((start / CONFIG_FILE).read_text())
+    config["relations"].append({"predicate": ANY_RELATION, "subject_type": "", "object_type": "", "slot": "@value"})
+    (start / CONFIG_FILE).write_text(json.dumps(config))
+    weights = load_file(start / WEIGHTS_FILE)
+    for name in ("object_head.weight", "object_head.bias"):
+        weights[name] = torch.cat([weights[name], torch.full_like(weights[name][:2], 0.25)])
+    save_file(weights, start / WEIGHTS_FILE)
+    examples = generate(24, seed=7)
+    settings = dataclasses.replace(OVERFIT, epochs=1, init_from=str(start))
+    quiet = lambda message: None  # noqa: E731
+    for any_relation, output in ((True, tmp_path / "helped"), (False, tmp_path / "alone")):
+        run = dataclasses.replace(settings, any_relation=any_relation)
+        train(examples, examples, RELATIONS, str(tiny_encoder), output, run, ReadSummary(), quiet)
+        card = json.loads((output / "extractor.json").read_text())
+        assert [r["predicate"] for r in card["relations"]] == [r.predicate for r in RELATIONS]
+        assert card["training"]["init_from"]["helpers"] == ([ANY_RELATION] if any_relation else [])
+        saved = load_file(output / WEIGHTS_FILE)  # an ordinary model of the schema: the helper's rows left out
+        assert saved["object_head.weight"].shape[0] == saved["object_head.bias"].shape[0] == 2 * len(RELATIONS)
+        found = load(output, provider="cpu")([example.text for example in examples])
+        assert any(found) and not any(t.predicate == ANY_RELATION for triples in found for t in triples)
+
+
+def test_the_helper_marks_every_object_of_a_subject_once() -> None:
+    feature = Feature(np.arange(9), {(1, 2): [(0, 4, 5), (2, 4, 5), (1, 7, 8)], (4, 5): [(1, 1, 2)]})
+    add_any_objects([feature], 3)
+    assert feature.objects == {
+        (1, 2): [(0, 4, 5), (2, 4, 5), (1, 7, 8), (3, 4, 5), (3, 7, 8)],
+        (4, 5): [(1, 1, 2), (3, 1, 2)],
+    }
 
 
 def test_a_start_from_another_encoder_or_no_model_is_refused_in_one_line(trained, tmp_path: Path, capsys) -> None:

@@ -65,15 +65,19 @@ class ConditionalLayerNorm(nn.Module):
 
 
 class PointerExtractor(nn.Module):
-    def __init__(self, encoder: PreTrainedModel, num_relations: int, subject_distance: int = 0) -> None:
-        """``subject_distance`` > 0: the object heads see each token's distance to the subject's first token,
+    def __init__(
+        self, encoder: PreTrainedModel, num_relations: int, subject_distance: int = 0, helpers: int = 0
+    ) -> None:
+        """``helpers``: how many of the ``num_relations`` (the last ones) are trained but neither run by the
+        graphs nor saved (the start's any-object relation, ``training.start.helper_labels``).
+        ``subject_distance`` > 0: the object heads see each token's distance to the subject's first token,
         clipped to that many tokens either way. Conditional LayerNorm alone tells them what the subject is, not
         where: the demo, trained on one person's facts at a time, gave every person of a text every city and
         firm in it (benchmarks/README.md, "A position signal for the object heads")."""
         super().__init__()
         hidden_size = encoder.config.hidden_size
         self.encoder = encoder
-        self.num_relations = num_relations
+        self.num_relations, self.helpers = num_relations, helpers
         self.subject_distance = subject_distance
         if subject_distance:  # starts at zero: a start without it, or a fresh model, begins unchanged
             self.distance = nn.Embedding(2 * subject_distance + 1, hidden_size)
@@ -151,7 +155,10 @@ class ObjectsGraph(nn.Module):
     def forward(
         self, hidden: torch.Tensor, subjects: torch.Tensor, thresholds: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        probs = probabilities(self.model.object_logits(hidden, subjects), OBJECT_POWER)
+        logits = self.model.object_logits(hidden, subjects)
+        if self.model.helpers:  # training's evaluation: the helpers' rows are not the schema's
+            logits = logits[:, :, : self.model.num_relations - self.model.helpers]
+        probs = probabilities(logits, OBJECT_POWER)
         positions = torch.nonzero((probs[..., 0] > thresholds[0]) | (probs[..., 1] > thresholds[1]))
         return positions, probs[positions[:, 0], positions[:, 1], positions[:, 2]]
 
@@ -171,6 +178,9 @@ def save_extractor(model: PointerExtractor, config: ExtractorConfig, directory: 
     directory.mkdir(parents=True, exist_ok=True)
     model.encoder.config.save_pretrained(directory)
     state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
+    if model.helpers:  # saved without the helpers' rows: an ordinary model of the schema
+        rows = 2 * (model.num_relations - model.helpers)
+        state |= {name: state[name][:rows].contiguous() for name in ("object_head.weight", "object_head.bias")}
     save_file(state, directory / WEIGHTS_FILE)
     config.save(directory)
 

@@ -54,6 +54,8 @@ class TrainSettings:
     precision: str = "auto"  # fp32, bf16, or auto (see training.train.autocast_dtype)
     thresholds: str | None = None  # "START,END" (or four: subjects', objects') to keep; None: chosen on dev
     init_from: str | None = None  # a trained model folder to start from (training.start); None: the encoder alone
+    # with init_from: train the start's any-object relation beside the schema's, as a helper (training.start)
+    any_relation: bool = True
 
     def base_thresholds(self) -> Thresholds:
         """The thresholds every epoch's dev curve is drawn at: the given ones, else the known-good pair."""

@@ -2,8 +2,11 @@
 
 The encoder, the subject head and Conditional LayerNorm are taken from MODEL; of the object head, the rows
 of every relation whose label the new schema shares with MODEL's, and fresh rows for the others. The
-schema is the new model's own. A MODEL whose encoder differs from the new one (vocabulary, layers, hidden
-size) is refused: its weights would not fit, or would mean something else.
+schema is the new model's own. A MODEL built from public data (benchmarks/starts.py) also has the
+any-object relation ``*`` (every object of a subject, whatever the relation): it goes on training beside
+the schema's relations, on the user's data, as a helper, and is left out of the saved model (measured in
+benchmarks/README.md, "Starting points and small data"). A MODEL whose encoder differs from the new one
+(vocabulary, layers, hidden size) is refused: its weights would not fit, or would mean something else.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from transformers import AutoConfig
 
 from ..model.schema import CONFIG_FILE, ExtractorConfig
 from .network import WEIGHTS_FILE, PointerExtractor
+
+ANY_RELATION = "*"  # a start's relation that holds the objects of every relation of a subject
 
 # What an encoder must share with the starting point's for its weights to be taken.
 SHAPE = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
@@ -43,9 +48,18 @@ def check_start(folder: Path, encoder_config: AutoConfig) -> ExtractorConfig:
     return ExtractorConfig.load(folder)
 
 
-def start_from(model: PointerExtractor, labels: list[str], folder: Path) -> dict:
-    """Load the starting point in ``folder`` into ``model`` (whose relations are ``labels``); what the
-    model card records of it."""
+def helper_labels(folder: Path, labels: list[str]) -> list[str]:
+    """The relations trained beside ``labels`` and left out of the saved model: the start's any-object
+    relation, where it has one and the schema does not name it."""
+    if not (folder / CONFIG_FILE).is_file():
+        return []  # not a start at all: start_from says so
+    theirs = ExtractorConfig.load(folder).labels
+    return [ANY_RELATION] if ANY_RELATION in theirs and ANY_RELATION not in labels else []
+
+
+def start_from(model: PointerExtractor, labels: list[str], folder: Path, helpers: list[str] | None = None) -> dict:
+    """Load the starting point in ``folder`` into ``model`` (whose relations are ``labels``, then
+    ``helpers``: see ``helper_labels``); what the model card records of it."""
     start = check_start(folder, model.encoder.config)
     if start.subject_distance not in (0, model.subject_distance):
         raise StartError(
@@ -67,7 +81,7 @@ def start_from(model: PointerExtractor, labels: list[str], folder: Path) -> dict
     with torch.no_grad():
         if "distance.weight" in loaded.missing_keys:
             model.distance.weight.zero_()
-        for index, label in enumerate(labels):
+        for index, label in enumerate([*labels, *(helpers or [])]):
             if label in theirs:
                 rows = slice(2 * theirs[label], 2 * theirs[label] + 2)  # its start and end logits
                 model.object_head.weight[2 * index : 2 * index + 2] = weights["object_head.weight"][rows]
@@ -79,4 +93,5 @@ def start_from(model: PointerExtractor, labels: list[str], folder: Path) -> dict
         "trained_on": [file["path"] for file in start.training.get("files", []) if file.get("role") == "train"],
         "relations_kept": len(shared),
         "relations_fresh": len(labels) - len(shared),
+        "helpers": helpers or [],  # trained beside the schema's relations, not saved
     }

@@ -61,6 +61,14 @@ def make_features(
     return features
 
 
+def add_any_objects(features: list[Feature], index: int) -> None:
+    """Every subject's objects once more under relation ``index`` (the any-object helper), each span once."""
+    for feature in features:
+        for objects in feature.objects.values():
+            spans = dict.fromkeys((start, end) for _, start, end in objects)
+            objects += [(index, start, end) for start, end in spans]
+
+
 def covers(window: Encoded, first: int, last: int) -> bool:
     """Whether the window's tokens cover the characters first..last."""
     content = window.starts >= 0

@@ -31,8 +31,18 @@ from .data import Example, ReadSummary
 from .evaluate import APART_MIN_TRIPLES, Choice, cached, choose_thresholds, score
 from .network import PointerExtractor, TorchRuntime, load_encoder, save_extractor
 from .settings import STATE_FILE, TrainSettings, auto_epochs
-from .start import start_from
-from .targets import Feature, collate, length_batches, loss_masks, loss_parts, make_features, mask_tokens, slices
+from .start import ANY_RELATION, helper_labels, start_from
+from .targets import (
+    Feature,
+    add_any_objects,
+    collate,
+    length_batches,
+    loss_masks,
+    loss_parts,
+    make_features,
+    mask_tokens,
+    slices,
+)
 
 LOG_FILE = "training_log.jsonl"
 # Measured on this project's CPU (AVX-512 BF16, no AMX), benchmarks/train_throughput.py, median of 3:
@@ -217,11 +227,8 @@ def build_run(
 ) -> Run:
     """The model on ``device``, the tokenizer (saved in ``output``, on the main process), the extractor's
     config and the training windows' targets."""
-    model = PointerExtractor(load_encoder(encoder_name), len(relations), settings.subject_distance).to(device)
-    if settings.freeze_embeddings:  # half of MiniLM's weights: no gradient, optimizer or average step for them
-        model.encoder.get_input_embeddings().weight.requires_grad_(False)
-        log("word embeddings: kept as pretrained (--no-freeze-embeddings trains them)")
-    max_length = min(settings.max_length, model.encoder.config.max_position_embeddings)
+    encoder = load_encoder(encoder_name)
+    max_length = min(settings.max_length, encoder.config.max_position_embeddings)
     if max_length < settings.max_length:
         log(f"max length {settings.max_length} is more than the encoder's {max_length} positions; using {max_length}")
     config = ExtractorConfig(
@@ -231,10 +238,20 @@ def build_run(
         subject_distance=settings.subject_distance,
         examples=pick_examples(dev_examples),
     )
-    start = start_from(model, config.labels, Path(settings.init_from)) if settings.init_from else None
+    helpers = (
+        helper_labels(Path(settings.init_from), config.labels) if settings.init_from and settings.any_relation else []
+    )
+    labels = [*config.labels, *helpers]
+    model = PointerExtractor(encoder, len(labels), settings.subject_distance, len(helpers)).to(device)
+    if settings.freeze_embeddings:  # half of MiniLM's weights: no gradient, optimizer or average step for them
+        model.encoder.get_input_embeddings().weight.requires_grad_(False)
+        log("word embeddings: kept as pretrained (--no-freeze-embeddings trains them)")
+    start = start_from(model, config.labels, Path(settings.init_from), helpers) if settings.init_from else None
     if start:
         log(f"started from {settings.init_from}: {start['relations_kept']} relations' object heads kept, "
             f"{start['relations_fresh']} fresh")  # fmt: skip
+    if helpers:
+        log(f"its any-object relation '{ANY_RELATION}' trains beside yours (--no-any-relation: not); it is not saved")
     tokenizer, mask_id = prepare_tokenizer(encoder_name, config.split_cjk)
     if output is not None:
         tokenizer.save(str(output / TOKENIZER_FILE))
@@ -245,6 +262,8 @@ def build_run(
     texts = [example.text for example in train_examples]
     windows = encode_windows(tokenizer, texts, max_length, config.window_stride)
     features = make_features(train_examples, windows, config.labels, summary)
+    if helpers:
+        add_any_objects(features, len(config.labels))
     log(f"training data: {len(features)} sentences; {summary.line() or 'every triple placed'}")
     if settings.epochs is None:
         tokens = sum(len(feature.ids) for feature in features)
@@ -355,7 +374,7 @@ def step_slices(
     the batch's loss (NaN or infinite as soon as one slice's is, and then not all of it is backpropagated)."""
     settings = run.settings
     parts = [
-        collate(part, len(run.config.relations), settings.negative_subjects)
+        collate(part, run.model.num_relations, settings.negative_subjects)
         for part in slices(features, settings.max_batch_tokens)
     ]
     # the loss is averaged over all the batch's tokens: each slice adds its sums over these counts

@@ -83,6 +83,13 @@ def add_settings(command: argparse.ArgumentParser) -> None:
         help="keep the encoder's word embeddings as pretrained",
     )
     command.add_argument(
+        "--any-relation",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.any_relation,
+        help="with --init-from a start that has the any-object relation '*' (benchmarks/starts.py): train it "
+        "beside your relations as a helper (not saved)",
+    )
+    command.add_argument(
         "--negative-subjects",
         action="store_true",
         help="also train the object heads on gold objects that are no subject, to find nothing for them",
@@ -189,6 +196,7 @@ def settings_of(args: argparse.Namespace) -> TrainSettings:
         ema_decay=args.ema_decay,
         freeze_embeddings=args.freeze_embeddings,
         negative_subjects=args.negative_subjects,
+        any_relation=args.any_relation,
         subject_loss_weight=args.subject_loss_weight,
         mask_rate=args.mask_rate,
         subject_distance=args.subject_distance,
