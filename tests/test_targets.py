@@ -138,7 +138,7 @@ def test_a_long_batch_in_slices_gives_the_whole_batchs_loss_and_gradients(tiny_e
     def step(max_tokens: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         model.zero_grad()
         settings = TrainSettings(max_batch_tokens=max_tokens, precision="fp32")
-        run = SimpleNamespace(settings=settings, config=SimpleNamespace(relations=RELATIONS), mask_id=None)
+        run = SimpleNamespace(settings=settings, config=SimpleNamespace(relations=RELATIONS), mask_id=None, model=model)
         scaler = torch.amp.GradScaler("cuda", enabled=False)
         loss = step_slices(run, model, features, torch.device("cpu"), None, scaler, torch.Generator())
         return loss, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
