@@ -18,6 +18,7 @@ from ..model.runtime import ExportError, check_export_folder
 from ..model.schema import THRESHOLDS_METAVAR
 from .logs import configure
 from .metrics import use_folder
+from .one_write import OneWriteProtocol
 from .settings import ServiceSettings, SettingsError
 from .supervisor import EngineStartError, EngineSupervisor
 from .workers import run_workers
@@ -85,6 +86,7 @@ def serve(argv: list[str] | None = None) -> int:
         log_level="info",
         log_config=logging,
         access_log=settings.access_log,
+        http=OneWriteProtocol,
     )
     try:
         if settings.workers > 1:

@@ -12,7 +12,7 @@ from triplex.cli.common import load_model
 from triplex.training.data import ReadSummary, read_dataset, read_schema
 from triplex.training.evaluate import score
 from triplex.training.settings import TrainSettings
-from triplex.training.train import EMA, train
+from triplex.training.train import EMA, ResumeError, train
 
 from .conftest import OVERFIT, shared_path
 from .sample import RELATIONS, generate
@@ -93,6 +93,17 @@ def test_resume_continues_from_saved_state(tiny_encoder: Path, tmp_path: Path) -
     assert epochs == [1, 2, 3]
     facts = json.loads((tmp_path / "extractor.json").read_text())["training"]
     assert [record["epoch"] for record in facts["epochs"]] == [1, 2, 3]  # the card keeps the epochs before --resume
+
+
+def test_resume_into_a_model_of_another_shape_says_why(tiny_encoder: Path, tmp_path: Path) -> None:
+    examples = generate(8, seed=3)
+    settings = TrainSettings(epochs=1, batch_size=8)
+    train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, settings, ReadSummary(), log=lambda _: None)
+    other = TrainSettings(epochs=2, batch_size=8, subject_distance=8, resume=True)  # adds the distance embedding
+    with pytest.raises(
+        ResumeError, match=r"another shape \(settings that differ: epochs 1 -> 2, subject_distance 0 -> 8"
+    ):
+        train(examples, examples, RELATIONS, str(tiny_encoder), tmp_path, other, ReadSummary(), log=lambda _: None)
 
 
 @pytest.mark.parametrize("text", ["", "   "])

@@ -292,13 +292,28 @@ def build_optimization(run: Run, device: torch.device, world: int, log: Callable
     return Optimization(optimizer, scheduler, EMA(run.model, settings.ema_decay), scaler, batches_per_epoch)
 
 
+class ResumeError(ValueError):
+    """The training state cannot continue in the model this run builds."""
+
+
 def resume(
     run: Run, optimization: Optimization, output: Path, kept: Kept, device: torch.device
 ) -> tuple[int, Kept, list[dict], dict]:
     """The epoch to start from, what was kept, the epochs' records so far and the settings the run started
     with, from the training state in ``output``."""
     state = torch.load(output / STATE_FILE, map_location=device, weights_only=False)
-    run.model.load_state_dict(state["model"])
+    try:
+        run.model.load_state_dict(state["model"])
+    except RuntimeError as error:  # PyTorch's size mismatch: another schema, encoder or head than the saved run
+        changed = changed_settings(state.get("settings", {}), run.settings)
+        differs = (
+            f"settings that differ: {', '.join(changed)}" if changed else "the schema or the data's relations differ"
+        )
+        raise ResumeError(
+            f"--resume: the training state in '{output}' holds a model of another shape ({differs}; "
+            f"{str(error).splitlines()[0].rstrip(':.')}); resume with the same data and settings, or train "
+            "again with --overwrite"
+        ) from None
     optimization.optimizer.load_state_dict(state["optimizer"])
     optimization.scheduler.load_state_dict(state["scheduler"])
     optimization.ema.shadow, optimization.ema.updates = state["ema"], state["ema_updates"]

@@ -250,7 +250,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
         raise CliError(str(error)) from None
     check_encoder_loads(args.encoder, args.init_from)
 
-    from triplex.training.train import train
+    from triplex.training.train import ResumeError, train
 
     roles = (("train", args.train), ("dev", args.dev), ("schema", schema))
     files = [file for file in (fingerprint(role, path) for role, path in roles) if file]
@@ -261,6 +261,8 @@ def run(args: argparse.Namespace, console: Console) -> None:
         )  # fmt: skip
     except OSError as error:  # transformers' way of saying the weights cannot be loaded
         raise CliError(f"cannot load encoder '{args.encoder}': {str(error).splitlines()[0]}") from None
+    except ResumeError as error:
+        raise CliError(str(error)) from None
     figures = f"best dev F1 {best['f1']:.4f} (partial {best['partial_f1']:.4f}) at epoch {best['epoch']}"
     if "f1_at_chosen_thresholds" in best:
         figures += f", {best['f1_at_chosen_thresholds']:.4f} at the thresholds chosen on dev"
