@@ -1,9 +1,9 @@
 """uvicorn's HTTP protocol (httptools), writing each response's head and its first body part in one write.
 
 uvicorn writes a response's status line and headers as soon as the app sends ``http.response.start``,
-and its body on ``http.response.body``: two system calls, and on TCP two packets, for every answer
-(about a fifth of a front end's CPU per single-text request; benchmarks/README.md, issue 28). Here the
-head waits for the first body part and both leave in one write. An interim ``100 Continue`` is never
+and its body on ``http.response.body``: two system calls, and on TCP two packets, for every answer. Here
+the head waits for the first body part and both leave in one write (a bare endpoint's CPU per request:
+91 -> 87 µs; benchmarks/README.md, issue 28). An interim ``100 Continue`` is never
 held. A response is only complete once its body is sent, so holding the head delays nothing a client
 can read.
 """
@@ -40,7 +40,7 @@ class OneWrite:
             self.head = None
         self.transport.close()
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> object:
         return getattr(self.transport, name)
 
 
