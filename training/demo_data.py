@@ -173,6 +173,11 @@ HELD_OUT_FORMS = [
     ("Born in {c}, {p} has worked for {o} since 2015.", [("p", "born_in", "c"), ("p", "works_for", "o")]),
     ("{p} now works at {o}, the firm {q} founded.", [("p", "works_for", "o"), ("o", "founded_by", "q")]),
 ]
+# Words a training form may carry at one of its spaces (``with_filler``), so that the model learns facts
+# from the words around the names, not from a form's exact shape. None of them is in a held-out form.
+FILLERS = ["reportedly", "in fact", "by then", "as expected", "once again", "officially", "quietly", "in 2011",
+           "some say", "for a while", "at the time", "indeed", "of course", "it seems", "again", "also"]  # fmt: skip
+FILLER_SHARE = 0.5  # of training forms (English ones: Chinese has no spaces to put them at)
 
 
 PAIRED = {"q": "p", "c2": "c", "n2": "n", "o2": "o", "zq": "zp", "zc2": "zc"}  # a second name of the same kind
@@ -275,13 +280,18 @@ def with_noise(example: Example, rng: random.Random) -> Example:
     return Example(text, moved(example.triples, position, len(piece)))
 
 
-def several_people(rng: random.Random, pools: dict[str, list[str]], forms: list, negatives: float) -> Example:
+def several_people(
+    rng: random.Random, pools: dict[str, list[str]], forms: list, negatives: float, fillers: float = 0.0
+) -> Example:
     """Two or three parts, a space between them, each a form with names of its own (no name is in two
-    parts); some parts negative, never the first drawn; half of such texts carry a noise mark."""
+    parts); some parts negative, never the first drawn; half of such texts carry a noise mark. A
+    ``fillers`` share of the parts carry a filler word (``with_filler``)."""
     parts, used = [], set()
     for index in range(rng.choice([2, 3])):
         negative = index and rng.random() < negatives
         form, triples = (rng.choice(NEGATIVE_FORMS), []) if negative else rng.choice(forms)
+        if fillers and rng.random() < fillers:
+            form = with_filler(form, rng)
         slots = re.findall(r"\{(\w+)\}", form)
         values = distinct_values(rng, pools)
         while used & {values[slot] for slot in slots}:
@@ -296,6 +306,16 @@ def several_people(rng: random.Random, pools: dict[str, list[str]], forms: list,
     return with_noise(Example(text, triples), rng) if rng.random() < 0.5 else Example(text, triples)
 
 
+def with_filler(form: str, rng: random.Random) -> str:
+    """The form with a filler word at one of its spaces, with a comma after it now and then."""
+    spaces = [index for index, char in enumerate(form) if char == " "]
+    if not spaces:
+        return form
+    at = rng.choice(spaces)
+    filler = rng.choice(FILLERS) + ("," if rng.random() < 0.3 else "")
+    return f"{form[:at]} {filler}{form[at:]}"
+
+
 def demo_sentences(
     count: int, seed: int, held_out: bool = False, negatives: float = 0.3, several: float = 0.0
 ) -> list[Example]:
@@ -305,14 +325,17 @@ def demo_sentences(
     pools = name_pools(held_out)
     forms = HELD_OUT_FORMS if held_out else TRAIN_FORMS
     several_forms = forms + (HELD_OUT_SEVERAL_FORMS if held_out else SEVERAL_FORMS)
+    fillers = 0.0 if held_out else FILLER_SHARE
     examples = []
     for _ in range(count):
         if several and rng.random() < several:
-            examples.append(several_people(rng, pools, several_forms, negatives if not held_out else 0.25))
+            examples.append(several_people(rng, pools, several_forms, negatives if not held_out else 0.25, fillers))
             continue
         values = distinct_values(rng, pools)
-        if not held_out and rng.random() < negatives:
-            examples.append(labelled(rng.choice(NEGATIVE_FORMS), [], values, TYPES))
-        else:
-            examples.append(labelled(*rng.choice(forms), values, TYPES))
+        form, triples = (
+            (rng.choice(NEGATIVE_FORMS), []) if not held_out and rng.random() < negatives else rng.choice(forms)
+        )
+        if fillers and rng.random() < fillers:
+            form = with_filler(form, rng)
+        examples.append(labelled(form, triples, values, TYPES))
     return examples
