@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 from .decode import Spans, find_spans, to_triples
 from .runtime import OnnxRuntime, Runtime, check_export_folder, choose_providers, unreadable
 from .schema import ExtractorConfig, Thresholds, Triple
-from .tokenize import Encoded, Padded, encode_windows, load_tokenizer, lone_surrogate, pad_windows
+from .tokenize import Encoded, Padded, ascii_twin, encode_windows, load_tokenizer, lone_surrogate, pad_windows
 
 T, R = TypeVar("T"), TypeVar("R")
 OnWindows = Callable[[int], None]  # told how many windows were just done: a progress bar's update
@@ -134,9 +134,11 @@ class Codec:
 
     def __init__(self, tokenizer: Tokenizer, config: ExtractorConfig) -> None:
         self.tokenizer, self.config = tokenizer, config
+        self.ascii_tokenizer = ascii_twin(tokenizer)  # ASCII texts tokenized without BERT's Unicode passes
 
     def windows(self, texts: list[str]) -> list[list[Encoded]]:
-        return encode_windows(self.tokenizer, texts, self.config.max_length, self.config.window_stride)
+        config = self.config
+        return encode_windows(self.tokenizer, texts, config.max_length, config.window_stride, self.ascii_tokenizer)
 
     def triples(self, windows: list[list[Encoded]], spans: Spans) -> list[Extraction]:
         """Each text's triples, merged across its windows; ``spans``' window column counts the windows of

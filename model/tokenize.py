@@ -9,7 +9,7 @@ from itertools import accumulate, chain
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Regex, Tokenizer, normalizers
 from tokenizers.pre_tokenizers import BertPreTokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -90,6 +90,41 @@ def lone_surrogate(text: str) -> str | None:
     return f"holds a lone UTF-16 surrogate at character {found.start()} (half of a pair, or bytes that were not UTF-8)"
 
 
+# The ASCII characters BERT's normalizer drops: control characters other than tab, line feed and carriage
+# return, which it turns into spaces.
+ASCII_CONTROLS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+
+
+def ascii_twin(tokenizer: Tokenizer) -> Tokenizer | None:
+    """``tokenizer`` with BERT's normalizer replaced by what it does to ASCII text (control characters
+    dropped, tab and line breaks made spaces, letters lowercased where it lowercases), without its Unicode
+    passes: the same ids and offsets on ASCII text in about three quarters of the time (35 against 46 µs a
+    WebNLG* sentence, 38 against 59 in batches of 32). None for another normalizer."""
+    normalizer = json.loads(tokenizer.to_str()).get("normalizer") or {}
+    if normalizer.get("type") != "BertNormalizer":
+        return None
+    steps = []
+    if normalizer.get("clean_text", True):
+        steps += [normalizers.Replace(Regex(ASCII_CONTROLS), ""), normalizers.Replace(Regex(r"[\t\n\r]"), " ")]
+    if normalizer.get("lowercase", True):
+        steps.append(normalizers.Lowercase())
+    twin = Tokenizer.from_str(tokenizer.to_str())
+    twin.normalizer = normalizers.Sequence(steps)
+    return twin
+
+
+def encode_batch(tokenizer: Tokenizer, ascii_tokenizer: Tokenizer | None, texts: list[str]) -> list:
+    """The tokenizer's encodings of ``texts``; ASCII texts through ``ascii_tokenizer`` (``ascii_twin``) if given."""
+    plain = [text.isascii() for text in texts] if ascii_tokenizer is not None else []
+    if not any(plain):
+        return tokenizer.encode_batch(texts)
+    if all(plain):
+        return ascii_tokenizer.encode_batch(texts)
+    fast = iter(ascii_tokenizer.encode_batch([text for text, is_plain in zip(texts, plain) if is_plain]))
+    other = iter(tokenizer.encode_batch([text for text, is_plain in zip(texts, plain) if not is_plain]))
+    return [next(fast) if is_plain else next(other) for is_plain in plain]
+
+
 def load_tokenizer(directory: Path) -> Tokenizer:
     path = Path(directory) / TOKENIZER_FILE
     if not path.is_file():
@@ -120,9 +155,16 @@ def strip_spaces(codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tup
 TEXTS_AT_ONCE = 1024
 
 
-def encode_windows(tokenizer: Tokenizer, texts: list[str], max_length: int, stride: int) -> list[list[Encoded]]:
+def encode_windows(
+    tokenizer: Tokenizer,
+    texts: list[str],
+    max_length: int,
+    stride: int,
+    ascii_tokenizer: Tokenizer | None = None,
+) -> list[list[Encoded]]:
     """Tokenize ``texts``; a text longer than ``max_length`` tokens (special tokens included) becomes
     several windows that share ``stride`` tokens with their neighbours. Offsets are into the full text.
+    ``ascii_tokenizer``: the tokenizer's ``ascii_twin``, for its ASCII texts.
 
     A batch is converted at once: one array of ids, offsets and code points for all its windows; a larger
     call (a training set) goes in batches of ``TEXTS_AT_ONCE``, so that the tokenizer's and Python's
@@ -133,13 +175,16 @@ def encode_windows(tokenizer: Tokenizer, texts: list[str], max_length: int, stri
         return [
             text_windows
             for begin in range(0, len(texts), TEXTS_AT_ONCE)
-            for text_windows in encode_windows(tokenizer, texts[begin : begin + TEXTS_AT_ONCE], max_length, stride)
+            for text_windows in encode_windows(
+                tokenizer, texts[begin : begin + TEXTS_AT_ONCE], max_length, stride, ascii_tokenizer
+            )
         ]
-    current = tokenizer.truncation
-    if current is None or (current["max_length"], current["stride"]) != (max_length, stride):
-        # set once, not per call: the service tokenizes in several threads with one tokenizer
-        tokenizer.enable_truncation(max_length, stride=stride)
-    windows = [(encoding, *encoding.overflowing) for encoding in tokenizer.encode_batch(texts)]
+    for each in [each for each in (tokenizer, ascii_tokenizer) if each is not None]:
+        current = each.truncation
+        if current is None or (current["max_length"], current["stride"]) != (max_length, stride):
+            # set once, not per call: the service tokenizes in several threads with one tokenizer
+            each.enable_truncation(max_length, stride=stride)
+    windows = [(encoding, *encoding.overflowing) for encoding in encode_batch(tokenizer, ascii_tokenizer, texts)]
     flat = list(chain.from_iterable(windows))
     if not flat:
         return []

@@ -1,11 +1,14 @@
 """Character offsets must slice the original text, whatever the tokenizer does to it."""
 
+from itertools import chain
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from triplex.model.tokenize import TEXTS_AT_ONCE, Encoded, encode_windows, pad, split_cjk_characters
+from triplex.model.tokenize import TEXTS_AT_ONCE, Encoded, ascii_twin, encode_windows, pad, split_cjk_characters
 
 from .conftest import shared_path
 
@@ -120,3 +123,27 @@ def test_a_large_call_equals_its_texts_one_by_one(tokenizer: Tokenizer) -> None:
         for window, expected in zip(windows[index], alone, strict=True):
             assert window.ids.tolist() == expected.ids.tolist()
             assert (window.starts.tolist(), window.ends.tolist()) == (expected.starts.tolist(), expected.ends.tolist())
+
+
+ASCII = st.text(alphabet=st.characters(max_codepoint=127), max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(ASCII | st.sampled_from(TEXTS), min_size=1, max_size=6))
+def test_ascii_texts_tokenize_alike_without_berts_unicode_passes(tiny_encoder: Path, texts: list[str]) -> None:
+    """Every ASCII character (controls, tabs, line breaks, capitals), in batches that mix ASCII and other
+    texts: the twin gives the windows BERT's own normalizer gives."""
+    tokenizer = Tokenizer.from_file(str(tiny_encoder / "tokenizer.json"))
+    twin = ascii_twin(tokenizer)
+    assert twin is not None
+    alike, fast = encode_windows(tokenizer, texts, 24, 6), encode_windows(tokenizer, texts, 24, 6, twin)
+    assert [len(windows) for windows in fast] == [len(windows) for windows in alike]
+    for ours, theirs in zip(chain.from_iterable(fast), chain.from_iterable(alike)):
+        assert ours.text == theirs.text
+        assert ours.ids.tolist() == theirs.ids.tolist()
+        assert ours.starts.tolist() == theirs.starts.tolist() and ours.ends.tolist() == theirs.ends.tolist()
+
+
+def test_a_tokenizer_without_berts_normalizer_has_no_ascii_twin() -> None:
+    path = shared_path("models/e5-small-multilingual-trimmed/tokenizer.json")
+    assert ascii_twin(Tokenizer.from_file(str(path))) is None
