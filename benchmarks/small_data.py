@@ -23,6 +23,7 @@ from pathlib import Path
 
 from common import RESULTS, ROOT, machine, merge_results
 
+from triplex.model.schema import ExtractorConfig
 from triplex.training.start import helper_labels
 
 # the `triplex train` flags a run may set beside the curve's own (--lr, --head-lr, ...); recorded as MODE@NAME=VALUE
@@ -88,7 +89,8 @@ def suffix(args: argparse.Namespace, mode: str) -> str:
     """What sets a run apart from the curve's own runs (the curve's start, the CLI's learning rates, EPOCHS
     epochs)."""
     parts = [f"start={args.start_name}"] if args.start_name and mode == "init" else []
-    parts += ["any"] if mode == "init" and args.any_relation and helper_labels(args.start, []) else []
+    any_relation = mode == "init" and args.any_relation and helper_labels(ExtractorConfig.load(args.start), [])
+    parts += ["any"] if any_relation else []
     parts += [f"{name}={getattr(args, name):g}" for name in RATES if getattr(args, name) is not None]
     parts += [f"epochs={args.epochs}"] if args.epochs != EPOCHS else []
     return "".join(f"@{part}" for part in parts)

@@ -48,19 +48,23 @@ def check_start(folder: Path, encoder_config: AutoConfig) -> ExtractorConfig:
     return ExtractorConfig.load(folder)
 
 
-def helper_labels(folder: Path, labels: list[str]) -> list[str]:
+def helper_labels(start: ExtractorConfig, labels: list[str]) -> list[str]:
     """The relations trained beside ``labels`` and left out of the saved model: the start's any-object
     relation, where it has one and the schema does not name it."""
-    if not (folder / CONFIG_FILE).is_file():
-        return []  # not a start at all: start_from says so
-    theirs = ExtractorConfig.load(folder).labels
-    return [ANY_RELATION] if ANY_RELATION in theirs and ANY_RELATION not in labels else []
+    return [ANY_RELATION] if ANY_RELATION in start.labels and ANY_RELATION not in labels else []
 
 
-def start_from(model: PointerExtractor, labels: list[str], folder: Path, helpers: list[str] | None = None) -> dict:
+def start_from(
+    model: PointerExtractor,
+    labels: list[str],
+    folder: Path,
+    helpers: list[str] | None = None,
+    start: ExtractorConfig | None = None,
+) -> dict:
     """Load the starting point in ``folder`` into ``model`` (whose relations are ``labels``, then
-    ``helpers``: see ``helper_labels``); what the model card records of it."""
-    start = check_start(folder, model.encoder.config)
+    ``helpers``: see ``helper_labels``); what the model card records of it. ``start``: the folder's
+    config, as ``check_start`` gave it, if the caller has read it already."""
+    start = start or check_start(folder, model.encoder.config)
     if start.subject_distance not in (0, model.subject_distance):
         raise StartError(
             f"--init-from '{folder}' was trained with --subject-distance {start.subject_distance}; pass the same"

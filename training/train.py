@@ -31,7 +31,7 @@ from .data import Example, ReadSummary
 from .evaluate import APART_MIN_TRIPLES, Choice, cached, choose_thresholds, score
 from .network import PointerExtractor, TorchRuntime, load_encoder, save_extractor
 from .settings import STATE_FILE, TrainSettings, auto_epochs
-from .start import ANY_RELATION, helper_labels, start_from
+from .start import ANY_RELATION, check_start, helper_labels, start_from
 from .targets import (
     Feature,
     add_any_objects,
@@ -238,15 +238,15 @@ def build_run(
         subject_distance=settings.subject_distance,
         examples=pick_examples(dev_examples),
     )
-    helpers = (
-        helper_labels(Path(settings.init_from), config.labels) if settings.init_from and settings.any_relation else []
-    )
+    # read once: the start's relations size the model (its helper), then its weights fill it
+    start_config = check_start(Path(settings.init_from), encoder.config) if settings.init_from else None
+    helpers = helper_labels(start_config, config.labels) if start_config and settings.any_relation else []
     labels = [*config.labels, *helpers]
     model = PointerExtractor(encoder, len(labels), settings.subject_distance, len(helpers)).to(device)
     if settings.freeze_embeddings:  # half of MiniLM's weights: no gradient, optimizer or average step for them
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
         log("word embeddings: kept as pretrained (--no-freeze-embeddings trains them)")
-    start = start_from(model, config.labels, Path(settings.init_from), helpers) if settings.init_from else None
+    start = start_from(model, config.labels, Path(settings.init_from), helpers, start_config) if start_config else None
     if start:
         log(f"started from {settings.init_from}: {start['relations_kept']} relations' object heads kept, "
             f"{start['relations_fresh']} fresh")  # fmt: skip
