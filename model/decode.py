@@ -78,11 +78,13 @@ def subject_spans(
     length = content.shape[1]
     start_probs, end_probs = subject_probs[..., 0].ravel(), subject_probs[..., 1].ravel()
     start_threshold, end_threshold = thresholds.subjects
-    starts = np.flatnonzero((start_probs > start_threshold) & content.ravel())
-    ends = np.flatnonzero((end_probs > end_threshold) & content.ravel())
+    inside = content.ravel()
+    starts = np.flatnonzero((start_probs > start_threshold) & inside)
+    ends = np.flatnonzero((end_probs > end_threshold) & inside)
     first, last = pair(starts, ends, length)
     starts, ends = starts[first], ends[last]
-    subjects = np.stack([starts // length, starts % length, ends % length], axis=1)
+    window, start = np.divmod(starts, length)
+    subjects = np.stack([window, start, ends % length], axis=1)
     return subjects, (start_probs[starts] + end_probs[ends]) / 2
 
 
@@ -131,20 +133,16 @@ def find_spans(batch: Padded, runtime: Runtime, thresholds: Thresholds, relation
         return Spans.empty()
     object_thresholds = np.array([thresholds.start, thresholds.end], dtype=np.float32)
     chunk = max(1, SUBJECT_TOKENS_PER_CALL // batch.input_ids.shape[1])
-    found_positions, found_probs = [], []
-    for begin in range(0, len(subjects), chunk):
-        positions, probs = runtime.objects(hidden, subjects[begin : begin + chunk], object_thresholds)
-        found_positions.append(positions + [begin, 0, 0])
-        found_probs.append(probs)
-    return object_spans(
-        np.concatenate(found_positions),
-        np.concatenate(found_probs),
-        subjects,
-        subject_scores,
-        batch.content,
-        relations,
-        thresholds,
-    )
+    if len(subjects) <= chunk:  # one call, as for most batches
+        positions, probs = runtime.objects(hidden, subjects, object_thresholds)
+    else:
+        found_positions, found_probs = [], []
+        for begin in range(0, len(subjects), chunk):
+            positions, probs = runtime.objects(hidden, subjects[begin : begin + chunk], object_thresholds)
+            found_positions.append(positions + [begin, 0, 0])
+            found_probs.append(probs)
+        positions, probs = np.concatenate(found_positions), np.concatenate(found_probs)
+    return object_spans(positions, probs, subjects, subject_scores, batch.content, relations, thresholds)
 
 
 def to_triples(windows: list[Encoded], spans: Spans, config: ExtractorConfig) -> list[list[Triple]]:

@@ -202,8 +202,8 @@ class EngineServer:
         self.tally.set(self.metrics.queue_depth, self.scheduler.queued_windows)
         if batch:
             now = time.monotonic()
-            for request in {id(request): request for request, index in batch if index == 0}.values():
-                self.tally.observe(self.metrics.queue_seconds, now - request.enqueued)
+            firsts = {id(request): request for request, index in batch if index == 0}.values()
+            self.tally.observe(self.metrics.queue_seconds, *[now - request.enqueued for request in firsts])
         return batch
 
     @staticmethod
@@ -250,12 +250,16 @@ class EngineServer:
 
     def record(self, batch: Scheduled, seconds: float) -> None:
         padded, padding = Scheduler.padding(batch)
-        metrics, observe = self.metrics, self.tally.observe
-        observe(metrics.engine_seconds, seconds)
-        observe(metrics.batch_windows, len(batch))
-        observe(metrics.batch_texts, len({id(request) for request, _ in batch}))
-        observe(metrics.batch_tokens, padded)
-        observe(metrics.padding_ratio, padding)
+        metrics = self.metrics
+        self.tally.observe_each(
+            {
+                metrics.engine_seconds: seconds,
+                metrics.batch_windows: len(batch),
+                metrics.batch_texts: len({id(request) for request, _ in batch}),
+                metrics.batch_tokens: padded,
+                metrics.padding_ratio: padding,
+            }
+        )
 
     def finish(self, batch: Scheduled, outcomes: list[Spans | Failure]) -> None:
         answers = []

@@ -107,9 +107,15 @@ class Tally:
         with self.lock:
             self.last[gauge] = value
 
-    def observe(self, histogram: Histogram, value: float) -> None:
+    def observe(self, histogram: Histogram, *values: float) -> None:
         with self.lock:
-            self.observed.setdefault(histogram, []).append(value)
+            self.observed.setdefault(histogram, []).extend(values)
+
+    def observe_each(self, observations: dict[Histogram, float]) -> None:
+        """One value for each of several histograms, under one taking of the lock."""
+        with self.lock:
+            for histogram, value in observations.items():
+                self.observed.setdefault(histogram, []).append(value)
 
     @property
     def pending(self) -> bool:

@@ -50,6 +50,7 @@ class Scheduler:
             OrderedDict()
         )  # requests with windows to schedule, least recently served first
         self.queued_windows = 0
+        self.earliest_deadline = math.inf  # at or before every waiting request's: ``expired`` looks no sooner
 
     def has_room(self, windows: int) -> bool:
         return self.queued_windows + windows <= self.max_queue or not self.waiting
@@ -58,6 +59,7 @@ class Scheduler:
         if request.ids:
             self.waiting[request.key] = request
             self.queued_windows += len(request.ids)
+            self.earliest_deadline = min(self.earliest_deadline, request.deadline)
 
     def remove(self, key: tuple) -> Request | None:
         request = self.waiting.pop(key, None)
@@ -66,26 +68,37 @@ class Scheduler:
         return request
 
     def expired(self, now: float) -> list[Request]:
-        """Requests past their deadline, taken out of the queue (their clients already got 504)."""
-        return [self.remove(key) for key, request in list(self.waiting.items()) if request.deadline < now]
+        """Requests past their deadline, taken out of the queue (their clients already got 504). The queue is
+        searched only once the earliest deadline has passed, not before every batch."""
+        if now <= self.earliest_deadline:
+            return []
+        expired = [self.remove(key) for key, request in list(self.waiting.items()) if request.deadline < now]
+        self.earliest_deadline = min((request.deadline for request in self.waiting.values()), default=math.inf)
+        return expired
 
     def next_batch(self) -> list[tuple[Request, int]]:
         """(request, window index) pairs for the next engine call; empty when nothing waits."""
         if not self.waiting:
             return []
+        if self.queued_windows <= self.max_batch_size:  # everything may fit: one batch of all, if in budget
+            batch = [(request, index) for request in self.waiting.values() for index in request.pending]
+            if len(batch) * max(len(request.ids[index]) for request, index in batch) <= self.max_batch_tokens:
+                self.waiting.clear()
+                self.queued_windows = 0
+                return batch
         requests = list(self.waiting.values())[: LOOKAHEAD * self.max_batch_size]
         share = max(1, math.ceil(self.max_batch_size / len(requests)))
         leader = requests[0]
         batch = [(leader, leader.pending[0])]
         target = leader.length(leader.pending[0])
-        candidates = [
-            (abs(request.length(index) - target), order, request, index)
+        candidates = [  # nearest in length first, then the least recently served, then in window order
+            (abs(len(request.ids[index]) - target), order, index, request)
             for order, request in enumerate(requests)
             for index in request.pending[1 if request is leader else 0 : share]
         ]
-        candidates.sort(key=lambda candidate: candidate[:2])
+        candidates.sort()  # (distance, order, index) is never equal twice: the requests are not compared
         longest = target
-        for _, _, request, index in candidates:
+        for _, _, index, request in candidates:
             if len(batch) >= self.max_batch_size:
                 break
             length = max(longest, request.length(index))
@@ -106,6 +119,6 @@ class Scheduler:
     @staticmethod
     def padding(batch: list[tuple[Request, int]]) -> tuple[int, float]:
         """Padded tokens of the batch and the share of them that is padding."""
-        lengths = np.array([request.length(index) for request, index in batch])
-        padded = len(lengths) * int(lengths.max())
-        return padded, 1 - lengths.sum() / padded
+        lengths = [len(request.ids[index]) for request, index in batch]  # a few: plain Python
+        padded = len(lengths) * max(lengths)
+        return padded, 1 - sum(lengths) / padded

@@ -116,6 +116,33 @@ def test_scheduler_groups_similar_lengths_within_the_token_budget() -> None:
     assert len(scheduler.next_batch()) == 1  # 2 x 50 tokens would pass the budget of 60
 
 
+def test_scheduler_takes_out_expired_requests_whenever_their_deadline_passes() -> None:
+    scheduler = Scheduler(max_batch_size=8, max_batch_tokens=10_000, max_queue=1000)
+    scheduler.add(Request(("d", 1), **windows(5), deadline=100.0))
+    scheduler.add(Request(("d", 2), **windows(5), deadline=50.0))
+    assert scheduler.expired(now=40.0) == []
+    assert [request.key for request in scheduler.expired(now=60.0)] == [("d", 2)]
+    scheduler.add(Request(("d", 3), **windows(5), deadline=70.0))  # earlier than the one left
+    assert [request.key for request in scheduler.expired(now=80.0)] == [("d", 3)]
+    assert [request.key for request in scheduler.expired(now=120.0)] == [("d", 1)]
+    assert not scheduler.waiting and scheduler.queued_windows == 0
+
+
+def test_scheduler_batches_everything_waiting_when_it_fits() -> None:
+    scheduler = Scheduler(max_batch_size=4, max_batch_tokens=100, max_queue=1000)
+    first, second = Request(("e", 1), **windows(10, 12), deadline=1e12), Request(("e", 2), **windows(30), deadline=1e12)
+    scheduler.add(first)
+    scheduler.add(second)
+    assert [(request.key, index) for request, index in scheduler.next_batch()] == [
+        (("e", 1), 0),
+        (("e", 1), 1),
+        (("e", 2), 0),
+    ]
+    assert not scheduler.waiting and scheduler.queued_windows == 0 and scheduler.next_batch() == []
+    scheduler.add(Request(("e", 3), **windows(30, 30, 30, 30), deadline=1e12))  # 4 x 30 tokens: over the budget
+    assert len(scheduler.next_batch()) == 3 and scheduler.queued_windows == 1
+
+
 def poisoned_export(export: Path, folder: Path) -> Path:
     """The export with a tokenizer that knows one word more than the encoder: a text with that word has
     a token id past the embedding table, and ONNX Runtime refuses to run it."""
