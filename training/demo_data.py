@@ -180,6 +180,117 @@ FILLERS = ["reportedly", "in fact", "by then", "as expected", "once again", "off
 FILLER_SHARE = 0.5  # of training forms (English ones: Chinese has no spaces to put them at)
 
 
+# Sentences composed from parts (``composed_form``): a person's facts as verb phrases, joined in a clause, a
+# coordination, a relative clause, a fronted phrase or a pronoun's next sentence; two people's facts in one
+# sentence (the second verb left out now and then: "{p} works for {o}, and {q} for {o2}"); facts told from the
+# organisation's side. They vary the words and the order that tell a fact; no held-out form is among them (a
+# test checks it).
+PERSON_FACTS = {
+    "born_in": ["was born in {c}", "came into the world in {c}", "is a native of {c}", "was born and raised in {c}",
+                "hails from {c}", "was born in the city of {c}"],
+    "works_for": ["works for {o}", "is an analyst at {o}", "took a job at {o}", "joined {o}", "has worked for {o}",
+                  "is a manager at {o}", "was recruited by {o}", "got a job with {o}", "is on the staff of {o}",
+                  "signed on with {o}", "leads a team at {o}", "has been employed by {o}", "is a designer at {o}",
+                  "started working for {o}", "is an engineer with {o}", "accepted a post at {o}"],
+    "founded_by": ["founded {o}", "started {o}", "set up {o}", "established {o}", "created {o}", "launched {o}",
+                   "is the founder of {o}", "co-founded {o}", "built {o} from scratch"],
+}  # fmt: skip
+# the verb left out for a second person: "..., and {q} for {o2}"
+GAPPED = {"works for {o}": "for {o}", "was recruited by {o}": "by {o}", "is a manager at {o}": "at {o}",
+          "has worked for {o}": "for {o}", "has been employed by {o}": "by {o}", "got a job with {o}": "with {o}",
+          "is an analyst at {o}": "at {o}", "was born in {c}": "in {c}", "hails from {c}": "from {c}"}  # fmt: skip
+FRONTED = ["Born in {c}", "A native of {c}", "Born and raised in {c}", "Having been born in {c}"]
+FOUNDING_APPOSITIONS = ["a company {q} started", "the business {q} set up", "a startup {q} launched",
+                        "the agency {q} created", "a studio {q} established", "the group {q} co-founded"]  # fmt: skip
+ORGANISATION_FACTS = {  # the organisation told first; {p} works for it, or {q} founded it
+    "works_for": ["{o} hired {p}", "{o} recruited {p}", "{o} took on {p}", "{o} employs {p}", "{o} pays {p}",
+                  "{o} brought in {p}", "{o} appointed {p}"],
+    "founded_by": ["{o} was founded by {q}", "{o} was started by {q}", "{o} was set up by {q}",
+                   "{o} was established by {q}", "{o} was launched by {q}", "{o} was created by {q}"],
+}  # fmt: skip
+TAILS = ["", "", " in 2012", " as a consultant", " after a long search", " along with three interns"]
+PLACE_FACTS = ["{c} is a city in {n}", "{c} lies in {n}", "{c} is in {n}", "{c} is part of {n}"]
+OPENINGS = ["In 2010", "Years ago", "Last spring", "As the records show", "In the end", "Back then"]
+COMPOSED_SHARE = 0.5  # of English training forms
+Form = tuple[str, list[tuple[str, str, str]]]
+
+
+def composed_form(rng: random.Random) -> Form:
+    """A form built from the parts above, with its triples."""
+    kind = rng.random()
+    if kind < 0.1:
+        return f"{rng.choice(PLACE_FACTS)}.", [("c", "located_in", "n")]
+    if kind < 0.3:
+        return organisation_first(rng)
+    if kind < 0.45:
+        return two_people(rng)
+    if kind < 0.55:
+        return founded_apposition(rng)
+    return one_person(rng)
+
+
+def one_person(rng: random.Random) -> Form:
+    """One person's one or two facts: a clause, a coordination, a relative clause, a fronted phrase or a
+    pronoun's next sentence."""
+    relations = rng.sample(list(PERSON_FACTS), 2 if rng.random() < 0.7 else 1)
+    person = "q" if "founded_by" in relations else "p"
+    organisations = ["o", "o2"]  # a founder and an employee of two organisations when one person has both
+    phrases, triples = [], []
+    for relation in relations:
+        organisation = organisations.pop(0) if relation != "born_in" else "o"
+        phrases.append(rng.choice(PERSON_FACTS[relation]).replace("{o}", f"{{{organisation}}}"))
+        triples.append(person_triple(relation, person, organisation))
+    x = f"{{{person}}}"
+    if len(phrases) == 1:
+        opening = f"{rng.choice(OPENINGS)}, " if rng.random() < 0.3 else ""
+        return f"{opening}{x} {phrases[0]}.", triples
+    if relations[0] == "born_in" and rng.random() < 0.3:
+        return f"{rng.choice(FRONTED)}, {x} {phrases[1]}.", triples
+    frames = ["{x} {a} and {b}.", "{x}, who {a}, {b}.", "{x} {a}. {pronoun} {b}."]
+    frame = rng.choice(frames if relations[1] == "born_in" else [*frames, "{x} {a}, and later {b}."])
+    return frame.format(x=x, a=phrases[0], b=phrases[1], pronoun=rng.choice(["She", "He"])), triples
+
+
+def organisation_first(rng: random.Random) -> Form:
+    """The organisation told first: it hired {p} or {q} founded it; now and then a pronoun's birthplace next."""
+    relation = rng.choice(list(ORGANISATION_FACTS))
+    clause, person = rng.choice(ORGANISATION_FACTS[relation]), "p" if relation == "works_for" else "q"
+    clause += rng.choice(TAILS) if relation == "works_for" else ""
+    triples = [person_triple(relation, person, "o")]
+    if rng.random() < 0.5:
+        return f"{clause}.", triples
+    born, pronoun = rng.choice(PERSON_FACTS["born_in"]), rng.choice(["She", "He"])
+    return f"{clause}. {pronoun} {born}.", [*triples, person_triple("born_in", person, "o")]
+
+
+def two_people(rng: random.Random) -> Form:
+    """Two people's facts of one relation in one sentence, the second verb left out now and then."""
+    relation = rng.choice(["born_in", "works_for"])
+    first = rng.choice(PERSON_FACTS[relation])
+    place, other = ("{c}", "{c2}") if relation == "born_in" else ("{o}", "{o2}")
+    triples = [person_triple(relation, "p", "o"), ("q", relation, other[1:-1])]
+    if first in GAPPED and rng.random() < 0.5:
+        return f"{{p}} {first}, and {{q}} {GAPPED[first].replace(place, other)}.", triples
+    second = rng.choice(PERSON_FACTS[relation]).replace(place, other)
+    joint = rng.choice([", while", ", and", "; meanwhile,", ", whereas"])
+    return f"{{p}} {first}{joint} {{q}} {second}.", triples
+
+
+def founded_apposition(rng: random.Random) -> Form:
+    """{p} works for {o}, an organisation {q} founded: the founder told after the organisation."""
+    works = rng.choice(PERSON_FACTS["works_for"])
+    return f"{{p}} {works}, {rng.choice(FOUNDING_APPOSITIONS)}.", [("p", "works_for", "o"), ("o", "founded_by", "q")]
+
+
+def person_triple(relation: str, person: str, organisation: str) -> tuple[str, str, str]:
+    """The triple of ``relation`` between the person slot and its place or organisation slot."""
+    if relation == "born_in":
+        return person, "born_in", "c"
+    if relation == "works_for":
+        return person, "works_for", organisation
+    return organisation, "founded_by", person
+
+
 PAIRED = {"q": "p", "c2": "c", "n2": "n", "o2": "o", "zq": "zp", "zc2": "zc"}  # a second name of the same kind
 
 
@@ -281,7 +392,12 @@ def with_noise(example: Example, rng: random.Random) -> Example:
 
 
 def several_people(
-    rng: random.Random, pools: dict[str, list[str]], forms: list, negatives: float, fillers: float = 0.0
+    rng: random.Random,
+    pools: dict[str, list[str]],
+    forms: list,
+    negatives: float,
+    fillers: float = 0.0,
+    composed: float = 0.0,
 ) -> Example:
     """Two or three parts, a space between them, each a form with names of its own (no name is in two
     parts); some parts negative, never the first drawn; half of such texts carry a noise mark. A
@@ -289,7 +405,7 @@ def several_people(
     parts, used = [], set()
     for index in range(rng.choice([2, 3])):
         negative = index and rng.random() < negatives
-        form, triples = (rng.choice(NEGATIVE_FORMS), []) if negative else rng.choice(forms)
+        form, triples = (rng.choice(NEGATIVE_FORMS), []) if negative else pick_form(rng, forms, composed)
         if fillers and rng.random() < fillers:
             form = with_filler(form, rng)
         slots = re.findall(r"\{(\w+)\}", form)
@@ -304,6 +420,11 @@ def several_people(
         triples = triples + moved(part.triples, 0, len(text) + 1)
         text = f"{text} {part.text}"
     return with_noise(Example(text, triples), rng) if rng.random() < 0.5 else Example(text, triples)
+
+
+def pick_form(rng: random.Random, forms: list, composed: float) -> Form:
+    """One of ``forms``, or a ``composed_form`` for a ``composed`` share of the draws."""
+    return composed_form(rng) if composed and rng.random() < composed else rng.choice(forms)
 
 
 def with_filler(form: str, rng: random.Random) -> str:
@@ -325,15 +446,18 @@ def demo_sentences(
     pools = name_pools(held_out)
     forms = HELD_OUT_FORMS if held_out else TRAIN_FORMS
     several_forms = forms + (HELD_OUT_SEVERAL_FORMS if held_out else SEVERAL_FORMS)
-    fillers = 0.0 if held_out else FILLER_SHARE
+    fillers, composed = (0.0, 0.0) if held_out else (FILLER_SHARE, COMPOSED_SHARE)
     examples = []
     for _ in range(count):
         if several and rng.random() < several:
-            examples.append(several_people(rng, pools, several_forms, negatives if not held_out else 0.25, fillers))
+            share = negatives if not held_out else 0.25
+            examples.append(several_people(rng, pools, several_forms, share, fillers, composed))
             continue
         values = distinct_values(rng, pools)
         form, triples = (
-            (rng.choice(NEGATIVE_FORMS), []) if not held_out and rng.random() < negatives else rng.choice(forms)
+            (rng.choice(NEGATIVE_FORMS), [])
+            if not held_out and rng.random() < negatives
+            else pick_form(rng, forms, composed)
         )
         if fillers and rng.random() < fillers:
             form = with_filler(form, rng)
