@@ -211,7 +211,7 @@ ORGANISATION_FACTS = {  # the organisation told first; {p} works for it, or {q} 
 TAILS = ["", "", " in 2012", " as a consultant", " after a long search", " along with three interns"]
 PLACE_FACTS = ["{c} is a city in {n}", "{c} lies in {n}", "{c} is in {n}", "{c} is part of {n}"]
 OPENINGS = ["In 2010", "Years ago", "Last spring", "As the records show", "In the end", "Back then"]
-COMPOSED_SHARE = 0.5  # of English training forms
+COMPOSED_SHARE = 0.75  # of training forms drawn (the rest from TRAIN_FORMS and SEVERAL_FORMS)
 Form = tuple[str, list[tuple[str, str, str]]]
 
 
