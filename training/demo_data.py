@@ -1,10 +1,10 @@
 """Sentences for the demo model: what it is taught, and what it is judged on.
 
 The demo knows four English relations (born_in, works_for, located_in, founded_by) between people,
-cities, countries and organisations. It learns from sentences filled into ``TRAIN_FORMS`` with names
-from the first half of each name list, plus negative sentences (``NEGATIVE_FORMS``: the same kinds of
-names in sentences that state none of these relations). It is judged on ``HELD_OUT_FORMS``, filled with
-names from the second half: forms and names it never saw.
+cities, countries and organisations. It learns from forms composed from parts (``composed_form``) and
+from ``TRAIN_FORMS``, filled with names from the first half of each name list, plus negative sentences
+(``NEGATIVE_FORMS``: the same kinds of names in sentences that state none of these relations). It is
+judged on ``HELD_OUT_FORMS``, filled with names from the second half: forms and names it never saw.
 
 Chinese is taught in a few forms only (出生地, 任职于, 总部), and the demo answers those forms alone:
 MiniLM's English vocabulary lacks most Chinese characters (听说 becomes [UNK] [UNK]), so nothing beyond
