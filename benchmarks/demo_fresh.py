@@ -17,7 +17,7 @@ from pathlib import Path
 from common import merge_results
 
 from triplex.model.extractor import open_export
-from triplex.training import demo_data
+from triplex.training.demo_data import demo_sentences
 from triplex.training.evaluate import score
 
 FRESH_FORMS = [
@@ -47,11 +47,10 @@ def main() -> None:
     parser.add_argument("--export", type=Path, required=True)
     parser.add_argument("--label", default="current demo")
     args = parser.parse_args()
-    demo_data.HELD_OUT_FORMS[:] = FRESH_FORMS  # the generator's held-out machinery with these forms
-    demo_data.HELD_OUT_SEVERAL_FORMS[:] = FRESH_SEVERAL_FORMS
+    fresh = {"held_out": True, "forms": FRESH_FORMS, "several_forms": FRESH_SEVERAL_FORMS}
     sets = {
-        "fresh": demo_data.demo_sentences(300, seed=3, held_out=True),
-        "fresh_several": demo_data.demo_sentences(200, seed=4, held_out=True, several=1.0),
+        "fresh": demo_sentences(300, seed=3, **fresh),
+        "fresh_several": demo_sentences(200, seed=4, several=1.0, **fresh),
     }
     extractor = open_export(args.export, provider="cpu")
     figures = {}

@@ -63,15 +63,17 @@ def test_every_message_comes_back_as_it_was_sent() -> None:
 
 
 def test_tallied_metrics_read_as_if_each_update_were_written() -> None:
-    def metrics(registry: CollectorRegistry) -> tuple[Counter, Gauge, Histogram]:
+    def metrics(registry: CollectorRegistry, prefix: str) -> tuple[Counter, Gauge, Histogram]:
+        # names of their own: in multiprocess mode (another test may have set it) equal names share values
         return (
-            Counter("c", "c", ["reason"], registry=registry),
-            Gauge("g", "g", registry=registry),
-            Histogram("h", "h", buckets=(0.1, 1, 4), registry=registry),
+            Counter(f"{prefix}c", "c", ["reason"], registry=registry),
+            Gauge(f"{prefix}g", "g", registry=registry),
+            Histogram(f"{prefix}h", "h", buckets=(0.1, 1, 4), registry=registry),
         )
 
     direct, tallied = CollectorRegistry(), CollectorRegistry()
-    (counter, gauge, histogram), (tally_counter, tally_gauge, tally_histogram) = metrics(direct), metrics(tallied)
+    counter, gauge, histogram = metrics(direct, "direct_")
+    tally_counter, tally_gauge, tally_histogram = metrics(tallied, "tallied_")
     tally = Tally()
     for value in (0.05, 0.1, 0.5, 1, 3, 4, 9, 1, 0.1):  # bounds themselves too: a bucket holds what is <= it
         counter.labels("x").inc(value)
@@ -81,8 +83,9 @@ def test_tallied_metrics_read_as_if_each_update_were_written() -> None:
         histogram.observe(value)
         tally.observe(tally_histogram, value)
 
-    def read(registry: CollectorRegistry) -> list[str]:  # without the metrics' creation times
-        return [line for line in generate_latest(registry).decode().splitlines() if "_created" not in line]
+    def read(registry: CollectorRegistry) -> list[str]:  # without the metrics' creation times and prefixes
+        text = generate_latest(registry).decode().replace("direct_", "").replace("tallied_", "")
+        return [line for line in text.splitlines() if "_created" not in line]
 
     assert tally.pending and "h_count 0.0" in read(tallied)
     tally.flush()

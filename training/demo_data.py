@@ -438,14 +438,21 @@ def with_filler(form: str, rng: random.Random) -> str:
 
 
 def demo_sentences(
-    count: int, seed: int, held_out: bool = False, negatives: float = 0.3, several: float = 0.0
+    count: int,
+    seed: int,
+    held_out: bool = False,
+    negatives: float = 0.3,
+    several: float = 0.0,
+    forms: list[Form] | None = None,
+    several_forms: list[Form] | None = None,
 ) -> list[Example]:
     """``count`` labelled texts; a ``negatives`` share of them state no relation (training only); a
-    ``several`` share tell of two or three people (``several_people``)."""
+    ``several`` share tell of two or three people (``several_people``). ``forms`` and ``several_forms``
+    (forms of two people) replace the training or held-out ones."""
     rng = random.Random(seed)
     pools = name_pools(held_out)
-    forms = HELD_OUT_FORMS if held_out else TRAIN_FORMS
-    several_forms = forms + (HELD_OUT_SEVERAL_FORMS if held_out else SEVERAL_FORMS)
+    forms = forms or (HELD_OUT_FORMS if held_out else TRAIN_FORMS)
+    several_forms = forms + (several_forms or (HELD_OUT_SEVERAL_FORMS if held_out else SEVERAL_FORMS))
     fillers, composed = (0.0, 0.0) if held_out else (FILLER_SHARE, COMPOSED_SHARE)
     examples = []
     for _ in range(count):
