@@ -3,9 +3,10 @@
     python benchmarks/demo_fresh.py --export demo/export [--label NAME]
 
 The demo's own held-out forms (``training/demo_data.py``) were read while its training forms were chosen;
-these were written afterwards and never used to choose anything. The same held-out names, 300 texts of one
-person and 200 of two or three (a quarter of their parts negative, half with a noise mark), as the demo's
-build makes its held-out sets. Writes an entry (``--label``) of benchmarks/results/demo_fresh.json.
+these were written afterwards and never used to choose anything, the second set (``FRESH_FORMS_2``) after
+the first one's errors were read. The same held-out names, 300 texts of one person and 200 of two or three
+(a quarter of their parts negative, half with a noise mark) per set, as the demo's build makes its held-out
+sets. Writes an entry (``--label``) of benchmarks/results/demo_fresh.json.
 """
 
 from __future__ import annotations
@@ -40,6 +41,23 @@ FRESH_SEVERAL_FORMS = [
     ("The two founders of {o}, {q} and {p}, were both born abroad.",
      [("o", "founded_by", "q"), ("o", "founded_by", "p")]),
 ]  # fmt: skip
+FRESH_FORMS_2 = [
+    ("{p} has been on the payroll of {o} since March.", [("p", "works_for", "o")]),
+    ("It was in {c} that {p} was born.", [("p", "born_in", "c")]),
+    ("{o} owes its start to {q}.", [("o", "founded_by", "q")]),
+    ("{p}, whose birthplace is {c}, paints in her spare time.", [("p", "born_in", "c")]),
+    ("{p} clocks in every day at {o}.", [("p", "works_for", "o")]),
+    ("Tourists flock to {c} in {n} every summer.", [("c", "located_in", "n")]),
+    ("{p} moved to {c2} as a child, though she was born in {c}.", [("p", "born_in", "c")]),
+    ("{q} launched {o} and sold it ten years later.", [("o", "founded_by", "q")]),
+]
+FRESH_SEVERAL_FORMS_2 = [
+    ("{p} was born in {c}, {q} in {c2}.", [("p", "born_in", "c"), ("q", "born_in", "c2")]),
+    ("{q}, who founded {o}, hired {p} on the spot.", [("o", "founded_by", "q"), ("p", "works_for", "o")]),
+    ("{p} and {q} both work for {o}.", [("p", "works_for", "o"), ("q", "works_for", "o")]),
+    ("{p} lives in {c2} but was born in {c}; {q} works for {o}.", [("p", "born_in", "c"), ("q", "works_for", "o")]),
+]
+SETS = {"fresh": (FRESH_FORMS, FRESH_SEVERAL_FORMS), "fresh2": (FRESH_FORMS_2, FRESH_SEVERAL_FORMS_2)}
 
 
 def main() -> None:
@@ -47,11 +65,11 @@ def main() -> None:
     parser.add_argument("--export", type=Path, required=True)
     parser.add_argument("--label", default="current demo")
     args = parser.parse_args()
-    fresh = {"held_out": True, "forms": FRESH_FORMS, "several_forms": FRESH_SEVERAL_FORMS}
-    sets = {
-        "fresh": demo_sentences(300, seed=3, **fresh),
-        "fresh_several": demo_sentences(200, seed=4, several=1.0, **fresh),
-    }
+    sets = {}
+    for name, (forms, several_forms) in SETS.items():
+        fresh = {"held_out": True, "forms": forms, "several_forms": several_forms}
+        sets[name] = demo_sentences(300, seed=3, **fresh)
+        sets[f"{name}_several"] = demo_sentences(200, seed=4, several=1.0, **fresh)
     extractor = open_export(args.export, provider="cpu")
     figures = {}
     for name, examples in sets.items():
