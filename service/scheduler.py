@@ -39,9 +39,6 @@ class Request:
         self.spans = [None] * len(self.ids)
         self.remaining = len(self.ids)  # windows without spans yet
 
-    def length(self, index: int) -> int:
-        return len(self.ids[index])
-
 
 class Scheduler:
     def __init__(self, max_batch_size: int, max_batch_tokens: int, max_queue: int) -> None:
@@ -90,7 +87,7 @@ class Scheduler:
         share = max(1, math.ceil(self.max_batch_size / len(requests)))
         leader = requests[0]
         batch = [(leader, leader.pending[0])]
-        target = leader.length(leader.pending[0])
+        target = len(leader.ids[leader.pending[0]])
         candidates = [  # nearest in length first, then the least recently served, then in window order
             (abs(len(request.ids[index]) - target), order, index, request)
             for order, request in enumerate(requests)
@@ -101,7 +98,7 @@ class Scheduler:
         for _, _, index, request in candidates:
             if len(batch) >= self.max_batch_size:
                 break
-            length = max(longest, request.length(index))
+            length = max(longest, len(request.ids[index]))
             if (len(batch) + 1) * length <= self.max_batch_tokens:
                 batch.append((request, index))
                 longest = length
