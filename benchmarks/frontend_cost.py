@@ -35,7 +35,9 @@ from load import free_port
 from wrk import rates, run_wrk, write_script
 
 TICK = os.sysconf("SC_CLK_TCK")
-LOADS = {"1-text": (1, 32), "32-text": (32, 2)}  # texts per request, concurrency
+# texts per request, concurrency; 64-text (not run by default): batches of a GPU's size, with
+# TRIPLEX_MAX_BATCH_SIZE=64 in the environment
+LOADS = {"1-text": (1, 32), "32-text": (32, 2), "64-text": (64, 4)}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -238,7 +240,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--loads", nargs="+", choices=LOADS, default=list(LOADS))
+    parser.add_argument("--loads", nargs="+", choices=LOADS, default=["1-text", "32-text"])
+    parser.add_argument("--label", help="store the run under this key of the results file, not at its top level")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("frontend_cost: wrk is not installed; run 'make wrk' (Debian's package)")
@@ -264,17 +267,16 @@ def main() -> None:
     results = {name: medians(measured) for name, measured in runs.items()}
     batch = round(max(r.get("mean_batch_size", 0) for r in results.values()))
     results[f"onnx alone, batch {batch}"] = {"onnx_us_per_window": onnx_alone(args.export, texts, batch, args.seconds)}
-    merge_results(
-        "frontend_cost",
-        {
-            "machine": f"CPU only: {machine()}",
-            "export": str(args.export),
-            "seconds": args.seconds,
-            "repeats": args.repeats,
-            "medians": results,
-            "runs": runs,
-        },
-    )
+    entry = {
+        "machine": f"CPU only: {machine()}",
+        "export": str(args.export),
+        "max_batch_size": os.environ.get("TRIPLEX_MAX_BATCH_SIZE", "the CPU default"),
+        "seconds": args.seconds,
+        "repeats": args.repeats,
+        "medians": results,
+        "runs": runs,
+    }
+    merge_results("frontend_cost", {args.label: entry} if args.label else entry)
     shutil.rmtree(work, ignore_errors=True)
 
 
