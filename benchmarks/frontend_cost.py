@@ -12,7 +12,9 @@ every process: the HTTP front ends, the engine process (split into its own host 
 itself (its rusage); each front end's requests come from its own metrics file. Beside them, in the same
 run: bulk `triplex extract` on the same sentences (its summary's texts/s), and ONNX Runtime's CPU per
 sentence when the Python API runs the same windows in batches of the engine's mean size. The settings
-alternate within each repeat; figures are medians over repeats. Writes benchmarks/results/frontend_cost.json.
+alternate within each repeat; figures are medians over repeats. Writes benchmarks/results/frontend_cost.json
+(under ``--label`` when given). ``--loads 64-text`` with ``TRIPLEX_MAX_BATCH_SIZE=64`` in the environment: 64
+texts per request at concurrency 4, batches of a GPU's size.
 """
 
 from __future__ import annotations
