@@ -245,6 +245,7 @@ def main() -> None:
     parser.add_argument("--loads", nargs="+", choices=LOADS, default=["1-text", "32-text"])
     parser.add_argument("--label", help="store the run under this key of the results file, not at its top level")
     args = parser.parse_args()
+    args.export = args.export.resolve()  # the servers and bulk run from the repository's root
     if shutil.which("wrk") is None:
         sys.exit("frontend_cost: wrk is not installed; run 'make wrk' (Debian's package)")
     dev = json.loads((args.shared / "data/webnlg_star_casrel/dev_triples.json").read_text())
