@@ -133,15 +133,12 @@ def find_spans(batch: Padded, runtime: Runtime, thresholds: Thresholds, relation
         return Spans.empty()
     object_thresholds = np.array([thresholds.start, thresholds.end], dtype=np.float32)
     chunk = max(1, SUBJECT_TOKENS_PER_CALL // batch.input_ids.shape[1])
-    if len(subjects) <= chunk:  # one call, as for most batches
-        positions, probs = runtime.objects(hidden, subjects, object_thresholds)
-    else:
-        found_positions, found_probs = [], []
-        for begin in range(0, len(subjects), chunk):
-            positions, probs = runtime.objects(hidden, subjects[begin : begin + chunk], object_thresholds)
-            found_positions.append(positions + [begin, 0, 0])
-            found_probs.append(probs)
-        positions, probs = np.concatenate(found_positions), np.concatenate(found_probs)
+    found = []
+    for begin in range(0, len(subjects), chunk):
+        positions, probs = runtime.objects(hidden, subjects[begin : begin + chunk], object_thresholds)
+        found.append((positions + [begin, 0, 0] if begin else positions, probs))  # subjects counted from 0
+    # most batches take one call: its arrays as they are, without copies
+    positions, probs = found[0] if len(found) == 1 else map(np.concatenate, zip(*found))
     return object_spans(positions, probs, subjects, subject_scores, batch.content, relations, thresholds)
 
 

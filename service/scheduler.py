@@ -81,7 +81,7 @@ class Scheduler:
             batch = [(request, index) for request in self.waiting.values() for index in request.pending]
             if len(batch) * max(len(request.ids[index]) for request, index in batch) <= self.max_batch_tokens:
                 self.waiting.clear()
-                self.queued_windows = 0
+                self.queued_windows, self.earliest_deadline = 0, math.inf
                 return batch
         requests = list(self.waiting.values())[: LOOKAHEAD * self.max_batch_size]
         share = max(1, math.ceil(self.max_batch_size / len(requests)))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from triplex.model import decode
 from triplex.model.extractor import Extractor, InFlight, open_export, ownerships
 from triplex.model.runtime import ExportError
 from triplex.model.schema import Entity, ExtractorConfig, Thresholds, Triple
@@ -38,6 +39,20 @@ def test_onnx_gives_the_same_triples_as_pytorch(trained: tuple[Path, Path]) -> N
     info = json.loads((exported / "extractor.json").read_text())["export"]
     assert info["precision"] == "fp32" and info["fp32_max_difference"] <= 1e-4
     assert info["fusions"].get("SkipLayerNormalization", 0) > 0 and info["fusions"].get("Attention", 0) == 2
+
+
+def test_subjects_in_several_object_calls_give_the_same_triples(
+    trained: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Graph 2 runs on a batch's subjects in chunks when they are many: the chunks' subjects are
+    renumbered into one list, so the triples are those of one call."""
+    _, exported = trained
+    texts = [example.text for example in generate(40, seed=98)]
+    extractor = open_export(exported, provider="cpu", batch_size=16)
+    whole = extractor.extract(texts)
+    monkeypatch.setattr(decode, "SUBJECT_TOKENS_PER_CALL", 1)  # one subject a call
+    chunked = extractor.extract(texts)
+    assert sum(map(len, whole)) > 10 and chunked == whole
 
 
 def test_int8_export_runs_and_stays_accurate(trained: tuple[Path, Path], tmp_path: Path) -> None:

@@ -404,10 +404,7 @@ def several_people(
     ``fillers`` share of the parts carry a filler word (``with_filler``)."""
     parts, used = [], set()
     for index in range(rng.choice([2, 3])):
-        negative = index and rng.random() < negatives
-        form, triples = (rng.choice(NEGATIVE_FORMS), []) if negative else pick_form(rng, forms, composed)
-        if fillers and rng.random() < fillers:
-            form = with_filler(form, rng)
+        form, triples = drawn_form(rng, forms, bool(index) and rng.random() < negatives, fillers, composed)
         slots = re.findall(r"\{(\w+)\}", form)
         values = distinct_values(rng, pools)
         while used & {values[slot] for slot in slots}:
@@ -422,9 +419,16 @@ def several_people(
     return with_noise(Example(text, triples), rng) if rng.random() < 0.5 else Example(text, triples)
 
 
-def pick_form(rng: random.Random, forms: list, composed: float) -> Form:
-    """One of ``forms``, or a ``composed_form`` for a ``composed`` share of the draws."""
-    return composed_form(rng) if composed and rng.random() < composed else rng.choice(forms)
+def drawn_form(rng: random.Random, forms: list, negative: bool, fillers: float, composed: float) -> Form:
+    """A negative form, or one of ``forms`` (a ``composed_form`` for a ``composed`` share of the draws);
+    with a filler word for a ``fillers`` share of them."""
+    if negative:
+        form, triples = rng.choice(NEGATIVE_FORMS), []
+    else:
+        form, triples = composed_form(rng) if composed and rng.random() < composed else rng.choice(forms)
+    if fillers and rng.random() < fillers:
+        form = with_filler(form, rng)
+    return form, triples
 
 
 def with_filler(form: str, rng: random.Random) -> str:
@@ -461,12 +465,6 @@ def demo_sentences(
             examples.append(several_people(rng, pools, several_forms, share, fillers, composed))
             continue
         values = distinct_values(rng, pools)
-        form, triples = (
-            (rng.choice(NEGATIVE_FORMS), [])
-            if not held_out and rng.random() < negatives
-            else pick_form(rng, forms, composed)
-        )
-        if fillers and rng.random() < fillers:
-            form = with_filler(form, rng)
+        form, triples = drawn_form(rng, forms, not held_out and rng.random() < negatives, fillers, composed)
         examples.append(labelled(form, triples, values, TYPES))
     return examples
