@@ -169,6 +169,7 @@ class ExtractorConfig:
     split_cjk: bool = True
     window_stride: int = 64  # tokens shared by consecutive windows of a long text; training sets max_length // 4
     subject_distance: int = 0  # the object heads see token distances to the subject up to this (0: they do not)
+    sentence_distance: int = 0  # ... and sentences between a token and the subject up to this (0: they do not)
     export: ExportInfo | None = None
     examples: list[str] = field(default_factory=list)  # dev sentences the web page offers to try
     # how it was trained: encoder, data files with their sha256, settings, dev metrics per epoch (the model card)
@@ -208,6 +209,7 @@ class ExtractorConfig:
             split_cjk=raw["split_cjk"],
             window_stride=raw.get("window_stride", 64),
             subject_distance=raw.get("subject_distance", 0),
+            sentence_distance=raw.get("sentence_distance", 0),
             export=ExportInfo(**raw["export"]) if raw.get("export") else None,
             examples=raw.get("examples", []),
             training=raw.get("training", {}),

@@ -146,6 +146,15 @@ def load_tokenizer(directory: Path) -> Tokenizer:
     return tokenizer
 
 
+SENTENCE_MARKS = ".!?。！？"
+
+
+def sentence_ends(tokenizer: Tokenizer) -> list[int]:
+    """The ids of the tokenizer's tokens that end a sentence: full stops, question and exclamation marks."""
+    ids = (tokenizer.token_to_id(mark) for mark in SENTENCE_MARKS)
+    return sorted({token for token in ids if token is not None})
+
+
 # Every code point Python counts as whitespace lies below U+3001; a table lookup tells them apart.
 SPACE_TABLE = np.array([chr(code).isspace() for code in range(0x3002)], dtype=bool)
 SPACE_TABLE[-1] = False  # stands for every code point above the table

@@ -1,7 +1,16 @@
+import shutil
+from pathlib import Path
+
 import torch
 from transformers import BertConfig
 
-from triplex.training.network import ConditionalLayerNorm, PointerExtractor, load_encoder
+from triplex.model.extractor import open_export
+from triplex.model.schema import ExtractorConfig, Thresholds
+from triplex.model.tokenize import TOKENIZER_FILE, load_tokenizer, sentence_ends
+from triplex.training.export import check_triples, export
+from triplex.training.network import ConditionalLayerNorm, PointerExtractor, load_encoder, save_extractor
+
+from .sample import RELATIONS
 
 
 def tiny_model(num_relations: int = 3) -> PointerExtractor:
@@ -57,6 +66,50 @@ def test_object_rows_see_where_their_subject_stands() -> None:
     torch.nn.init.normal_(model.distance.weight)
     rows = model.object_logits(hidden, subjects)
     assert not torch.allclose(rows[0], rows[1], atol=1e-3)
+
+
+def test_object_rows_see_which_sentence_each_token_is_in() -> None:
+    """Token 9 (id 7) ends the subject's sentence: graph 1 numbers the sentences in one more column of the
+    hidden states, and the trained sentence distances change the object rows of the other sentences only."""
+    ids = torch.tensor([[2, 5, 6, 8, 9, 10, 11, 12, 13, 7, 14, 15, 16, 7, 17, 3]])
+    model = PointerExtractor(tiny_model().encoder, 3, sentence_distance=2, sentence_ends=[7, 40]).eval()
+    torch.nn.init.normal_(model.conditional_norm.weight_shift.weight)
+    with torch.no_grad():
+        hidden, _ = model.encode(ids, torch.ones_like(ids))
+        assert hidden.shape == (1, 16, 33)
+        assert hidden[0, :, -1].tolist() == [0] * 10 + [1] * 4 + [2] * 2
+        subjects = torch.tensor([[0, 1, 2]])
+        before = model.object_logits(hidden, subjects)
+        torch.nn.init.normal_(model.sentences.weight)
+        model.sentences.weight[2] = 0  # the subject's own sentence
+        after = model.object_logits(hidden, subjects)
+    assert torch.allclose(before[0, :10], after[0, :10], atol=1e-6)
+    assert not torch.allclose(before[0, 10:], after[0, 10:], atol=1e-3)
+
+
+def test_sentence_numbers_travel_through_the_exported_graphs(tiny_encoder: Path, tmp_path: Path) -> None:
+    """A model with trained-looking sentence distances exports within the fp32 tolerance (``export`` checks
+    it at several shapes) and gives PyTorch's triples on texts of several sentences."""
+    model = PointerExtractor(
+        load_encoder(str(tiny_encoder)), len(RELATIONS), 4, 0, 2, sentence_ends(load_tokenizer(tiny_encoder))
+    ).eval()
+    for weights in (model.sentences.weight, model.distance.weight, model.conditional_norm.weight_shift.weight):
+        torch.nn.init.normal_(weights, std=0.5)
+    checkpoint = tmp_path / "checkpoint"
+    low = Thresholds(0.02, 0.02)  # random weights: low thresholds, so that there are triples to compare
+    save_extractor(
+        model,
+        ExtractorConfig(RELATIONS, 64, low, window_stride=16, subject_distance=4, sentence_distance=2),
+        checkpoint,
+    )
+    shutil.copy(tiny_encoder / TOKENIZER_FILE, checkpoint / TOKENIZER_FILE)
+    export(checkpoint, tmp_path / "export", "fp32", log=lambda m: None)
+    texts = ["Alice Moreau was born in Lyon. She works for Kestrel Foods! Zhang Wei? Osaka.", "Tom Grant. Bergen."]
+    assert open_export(tmp_path / "export", "cpu").config.sentence_distance == 2
+    check = check_triples(checkpoint, tmp_path / "export", texts, "cpu")
+    assert check["pytorch_triples"] > 5 and check["identical_sentences"] == len(texts)
+    export(checkpoint, tmp_path / "int8", "int8", log=lambda m: None, calibration_texts=texts)  # quantizes
+    assert len(open_export(tmp_path / "int8", "cpu").extract_all(texts)) == len(texts)
 
 
 def test_pointer_loss_is_finite_when_probabilities_saturate() -> None:

@@ -43,7 +43,7 @@ def pretrained_minilm() -> Path:
 DEMO_TEXTS, SEVERAL_PEOPLE = 4500, 0.6
 DEMO_SETTINGS = TrainSettings(
     epochs=2, batch_size=16, learning_rate=1e-4, head_learning_rate=1e-3, ema_decay=0.99, max_length=64,
-    freeze_embeddings=True, subject_distance=64,
+    freeze_embeddings=True, subject_distance=64, sentence_distance=2,
 )  # fmt: skip
 
 

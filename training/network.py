@@ -19,7 +19,7 @@ from transformers.utils import logging as transformers_logging
 
 from ..model.extractor import Extractor
 from ..model.schema import ExtractorConfig, Thresholds
-from ..model.tokenize import load_tokenizer
+from ..model.tokenize import load_tokenizer, sentence_ends
 
 WEIGHTS_FILE = "model.safetensors"
 SUBJECT_POWER = 2
@@ -66,14 +66,26 @@ class ConditionalLayerNorm(nn.Module):
 
 class PointerExtractor(nn.Module):
     def __init__(
-        self, encoder: PreTrainedModel, num_relations: int, subject_distance: int = 0, helpers: int = 0
+        self,
+        encoder: PreTrainedModel,
+        num_relations: int,
+        subject_distance: int = 0,
+        helpers: int = 0,
+        sentence_distance: int = 0,
+        sentence_ends: list[int] | None = None,
     ) -> None:
         """``helpers``: how many of the ``num_relations`` (the last ones) are trained but neither run by the
         graphs nor saved (the start's any-object relation, ``training.start.helper_labels``).
         ``subject_distance`` > 0: the object heads see each token's distance to the subject's first token,
         clipped to that many tokens either way. Conditional LayerNorm alone tells them what the subject is, not
         where: the demo, trained on one person's facts at a time, gave every person of a text every city and
-        firm in it (benchmarks/README.md, "A position signal for the object heads")."""
+        firm in it (benchmarks/README.md, "A position signal for the object heads").
+        ``sentence_distance`` > 0: they also see how many sentences lie between each token and the subject,
+        up to that many either way; sentences end at the tokens ``sentence_ends`` (``tokenize.sentence_ends``).
+        Graph 1 then passes each token's sentence number to graph 2 as one more column of ``hidden``, so the
+        graphs' inputs and outputs keep their names and the runtimes pass them through unchanged. Without it,
+        a person's fact and the next sentence's city scored alike: most of the demo's wrong triples joined
+        two sentences' names (benchmarks/README.md, "Sentences for the object heads")."""
         super().__init__()
         hidden_size = encoder.config.hidden_size
         self.encoder = encoder
@@ -82,6 +94,11 @@ class PointerExtractor(nn.Module):
         if subject_distance:  # starts at zero: a start without it, or a fresh model, begins unchanged
             self.distance = nn.Embedding(2 * subject_distance + 1, hidden_size)
             nn.init.zeros_(self.distance.weight)
+        self.sentence_distance = sentence_distance
+        if sentence_distance:
+            self.sentences = nn.Embedding(2 * sentence_distance + 1, hidden_size)
+            nn.init.zeros_(self.sentences.weight)
+            self.register_buffer("sentence_ends", torch.tensor(sentence_ends or [], dtype=torch.long), persistent=False)
         self.subject_head = nn.Linear(hidden_size, 2)
         self.conditional_norm = ConditionalLayerNorm(hidden_size, 2 * hidden_size, encoder.config.layer_norm_eps)
         self.object_head = nn.Linear(hidden_size, num_relations * 2)
@@ -90,7 +107,8 @@ class PointerExtractor(nn.Module):
             self.object_head.bias.fill_(prior_logit(OBJECT_PRIOR, OBJECT_POWER))
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hidden states (B, L, H) and subject start/end logits (B, L, 2)."""
+        """Hidden states (B, L, H; with ``sentence_distance``, H + 1: each token's sentence number last) and
+        subject start/end logits (B, L, 2)."""
         # An additive 4-D mask built here, not the 2-D one: ONNX tracing of transformers' own mask
         # handling can freeze the sequence length into the graph.
         # For export it is built as transformers 4 did (expand, invert, masked_fill): that is the
@@ -103,7 +121,15 @@ class PointerExtractor(nn.Module):
         inverted = 1.0 - mask.to(dtype)
         additive = inverted.masked_fill(inverted.to(torch.bool), torch.finfo(dtype).min)
         hidden = self.encoder(input_ids=input_ids, attention_mask=additive).last_hidden_state
-        return hidden, self.subject_head(hidden)
+        subject_logits = self.subject_head(hidden)
+        if self.sentence_distance:
+            hidden = torch.cat([hidden, self.sentence_numbers(input_ids).unsqueeze(-1).to(hidden.dtype)], dim=-1)
+        return hidden, subject_logits
+
+    def sentence_numbers(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, L): how many sentence ends come before each token (an end belongs to its own sentence)."""
+        ends = (input_ids.unsqueeze(-1) == self.sentence_ends).sum(-1)
+        return torch.cumsum(ends, dim=1) - ends
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, subjects: torch.Tensor
@@ -115,12 +141,18 @@ class PointerExtractor(nn.Module):
     def object_logits(self, hidden: torch.Tensor, subjects: torch.Tensor) -> torch.Tensor:
         """Object start/end logits (N, L, R, 2) for subjects given as rows of (batch index, start, end)."""
         rows, starts, ends = subjects[:, 0], subjects[:, 1], subjects[:, 2]
+        if self.sentence_distance:
+            hidden, numbers = hidden[..., :-1], hidden[..., -1].long()
         condition = torch.cat([hidden[rows, starts], hidden[rows, ends]], dim=-1)
         tokens = hidden[rows]
         if self.subject_distance:
             offsets = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0) - starts.unsqueeze(1)
             limit = self.subject_distance
             tokens = tokens + self.distance(offsets.clamp(-limit, limit) + limit).to(tokens.dtype)
+        if self.sentence_distance:
+            apart = numbers[rows] - numbers[rows, starts].unsqueeze(1)
+            limit = self.sentence_distance
+            tokens = tokens + self.sentences(apart.clamp(-limit, limit) + limit).to(tokens.dtype)
         conditioned = self.conditional_norm(tokens, condition)
         logits = self.object_head(conditioned)
         return logits.view(logits.shape[0], logits.shape[1], self.num_relations, 2)
@@ -189,7 +221,8 @@ def load_extractor(directory: Path) -> tuple[PointerExtractor, ExtractorConfig]:
     directory = Path(directory)
     config = ExtractorConfig.load(directory)
     encoder = load_encoder(directory, AutoConfig.from_pretrained(directory))
-    model = PointerExtractor(encoder, len(config.relations), config.subject_distance)
+    ends = sentence_ends(load_tokenizer(directory)) if config.sentence_distance else None
+    model = PointerExtractor(encoder, len(config.relations), config.subject_distance, 0, config.sentence_distance, ends)
     model.load_state_dict(load_file(directory / WEIGHTS_FILE))
     return model.eval(), config
 

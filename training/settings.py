@@ -38,6 +38,8 @@ class TrainSettings:
     # the object heads see each token's distance to the subject, up to this many tokens (0: they do not);
     # see training.network.PointerExtractor
     subject_distance: int = 0
+    # ... and how many sentences lie between each token and the subject, up to this many (0: they do not)
+    sentence_distance: int = 0
     # how many times the subject loss counts beside the object loss (subjects missed cost most triples)
     subject_loss_weight: float = 2.0
     # share of training tokens hidden behind the mask token, entities' too, drawn anew for every batch

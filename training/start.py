@@ -65,26 +65,23 @@ def start_from(
     ``helpers``: see ``helper_labels``); what the model card records of it. ``start``: the folder's
     config, as ``check_start`` gave it, if the caller has read it already."""
     start = start or check_start(folder, model.encoder.config)
-    if start.subject_distance not in (0, model.subject_distance):
-        raise StartError(
-            f"--init-from '{folder}' was trained with --subject-distance {start.subject_distance}; pass the same"
-        )
+    for setting in ("subject_distance", "sentence_distance"):
+        if getattr(start, setting) not in (0, getattr(model, setting)):
+            flag = "--" + setting.replace("_", "-")
+            raise StartError(f"--init-from '{folder}' was trained with {flag} {getattr(start, setting)}; pass the same")
     weights = load_file(folder / WEIGHTS_FILE)
     theirs = {label: index for index, label in enumerate(start.labels)}
     shared = [label for label in labels if label in theirs]
     state = {name: tensor for name, tensor in weights.items() if not name.startswith("object_head.")}
     loaded = model.load_state_dict(state, strict=False)  # the object head is taken row by row, below
-    # a start without subject distances leaves them at zero, where they begin anyway
-    if loaded.unexpected_keys or set(loaded.missing_keys) - {
-        "object_head.weight",
-        "object_head.bias",
-        "distance.weight",
-    }:
+    # a start without subject or sentence distances leaves them at zero, where they begin anyway
+    positions = {"distance.weight", "sentences.weight"}
+    if loaded.unexpected_keys or set(loaded.missing_keys) - {"object_head.weight", "object_head.bias", *positions}:
         missing = [*loaded.missing_keys, *loaded.unexpected_keys][:3]
         raise StartError(f"--init-from '{folder}': its weights do not fit this model ({', '.join(missing)} ...)")
     with torch.no_grad():
-        if "distance.weight" in loaded.missing_keys:
-            model.distance.weight.zero_()
+        for name in positions & set(loaded.missing_keys):
+            model.get_parameter(name).zero_()
         for index, label in enumerate([*labels, *(helpers or [])]):
             if label in theirs:
                 rows = slice(2 * theirs[label], 2 * theirs[label] + 2)  # its start and end logits

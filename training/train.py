@@ -26,7 +26,7 @@ from transformers import AutoTokenizer
 
 from ..model.extractor import Extractor
 from ..model.schema import CONFIG_FILE, ExtractorConfig, Relation, Thresholds
-from ..model.tokenize import TOKENIZER_FILE, encode_windows, split_cjk_characters
+from ..model.tokenize import TOKENIZER_FILE, encode_windows, sentence_ends, split_cjk_characters
 from .data import Example, ReadSummary
 from .evaluate import APART_MIN_TRIPLES, Choice, cached, choose_thresholds, score
 from .network import PointerExtractor, TorchRuntime, load_encoder, save_extractor
@@ -236,13 +236,18 @@ def build_run(
         max_length,
         window_stride=max_length // 4,
         subject_distance=settings.subject_distance,
+        sentence_distance=settings.sentence_distance,
         examples=pick_examples(dev_examples),
     )
     # read once: the start's relations size the model (its helper), then its weights fill it
     start_config = check_start(Path(settings.init_from), encoder.config) if settings.init_from else None
     helpers = helper_labels(start_config, config.labels) if start_config and settings.any_relation else []
     labels = [*config.labels, *helpers]
-    model = PointerExtractor(encoder, len(labels), settings.subject_distance, len(helpers)).to(device)
+    tokenizer, mask_id = prepare_tokenizer(encoder_name, config.split_cjk)
+    ends = sentence_ends(tokenizer) if settings.sentence_distance else None
+    model = PointerExtractor(
+        encoder, len(labels), settings.subject_distance, len(helpers), settings.sentence_distance, ends
+    ).to(device)
     if settings.freeze_embeddings:  # half of MiniLM's weights: no gradient, optimizer or average step for them
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
         log("word embeddings: kept as pretrained (--no-freeze-embeddings trains them)")
@@ -252,7 +257,6 @@ def build_run(
             f"{start['relations_fresh']} fresh")  # fmt: skip
     if helpers:
         log(f"its any-object relation '{ANY_RELATION}' trains beside yours (--no-any-relation: not); it is not saved")
-    tokenizer, mask_id = prepare_tokenizer(encoder_name, config.split_cjk)
     if output is not None:
         tokenizer.save(str(output / TOKENIZER_FILE))
     if settings.mask_rate and mask_id is None:
