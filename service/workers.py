@@ -1,54 +1,154 @@
-"""Several HTTP front ends on one port, each listening on a socket of its own (``SO_REUSEPORT``).
+"""Several HTTP front ends on one port, each connection handed in turn to the next worker by one acceptor.
 
 uvicorn's ``--workers`` shares one listening socket among its workers: whichever worker wakes first
 accepts, so a client's keep-alive connections, opened together, can all land on one worker while the
-others idle. Here every worker opens its own socket on the port with ``SO_REUSEPORT``, and the kernel
-spreads new connections over the workers' sockets by their addresses. uvicorn's supervisor still
-starts, watches, restarts and stops the workers.
+others idle. A listening socket per worker (``SO_REUSEPORT``) spreads many connections by a hash of their
+addresses, but two connections land on one worker as often as not. Here a thread of the supervising
+process accepts every connection and passes it (``SCM_RIGHTS`` over a Unix socket) to the workers in turn;
+a worker serves it as one it had accepted. A worker joins the turn once its app has started and leaves it
+when it stops, taking what was already handed to it. uvicorn's supervisor still starts, watches, restarts
+and stops the workers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import functools
 import logging
+import os
+import selectors
 import socket
+import tempfile
+import threading
+from pathlib import Path
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors import multiprocess
 
 logger = logging.getLogger("uvicorn.error")
+ACCEPTOR_SOCKET = "TRIPLEX_ACCEPTOR_SOCKET"  # where the workers find the acceptor
 
 
-def reuse_port_socket(host: str, port: int, backlog: int | None = None) -> socket.socket:
-    """A TCP socket bound to ``host:port`` in the port's reuse group; listening when ``backlog`` is given."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    if backlog is not None:
-        sock.listen(backlog)
-    return sock
+class Acceptor:
+    """Accepts on the port while some worker is ready, and hands each connection to the next worker."""
+
+    def __init__(self, listener: socket.socket, path: str) -> None:
+        self.listener = listener
+        self.listener.setblocking(False)
+        self.hall = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # one message, one connection
+        self.hall.bind(path)
+        self.hall.listen(64)
+        self.workers: collections.deque[socket.socket] = collections.deque()
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.hall, selectors.EVENT_READ, self.enrol)
+
+    def run(self) -> None:
+        while True:
+            for key, _ in self.selector.select():
+                key.data(key.fileobj)
+
+    def enrol(self, hall: socket.socket) -> None:
+        worker, _ = hall.accept()
+        self.workers.append(worker)
+        self.selector.register(worker, selectors.EVENT_READ, self.leave)  # readable once the worker leaves
+        if len(self.workers) == 1:  # until a worker is ready, connections wait in the port's backlog
+            self.selector.register(self.listener, selectors.EVENT_READ, self.hand_out)
+
+    def leave(self, worker: socket.socket) -> None:
+        self.selector.unregister(worker)
+        self.workers.remove(worker)
+        worker.close()
+        if not self.workers:
+            self.selector.unregister(self.listener)
+
+    def hand_out(self, listener: socket.socket) -> None:
+        try:
+            connection, _ = listener.accept()
+        except (BlockingIOError, ConnectionAbortedError):
+            return
+        with connection:  # the worker holds its own copy once it is sent
+            while self.workers:
+                worker = self.workers[0]
+                self.workers.rotate(-1)
+                try:
+                    socket.send_fds(worker, [b"c"], [connection.fileno()])
+                    return
+                except OSError:  # it has left (or died) since its last turn: the next one takes it
+                    self.leave(worker)
 
 
-class OwnSocket:
-    """Stands, in the socket list uvicorn hands each worker it spawns, for a socket the worker opens
-    itself: pickled for the new process, it arrives there as a fresh listening socket on the port."""
+class HandedServer(uvicorn.Server):
+    """A front end that serves the connections the acceptor hands it instead of accepting its own."""
 
-    def __init__(self, host: str, port: int, backlog: int) -> None:
-        self.address = (host, port, backlog)
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])  # the app's lifespan; no listening socket of its own
+        self.door = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.door.connect(os.environ[ACCEPTOR_SOCKET])
+        self.door.setblocking(False)
+        self.arriving: set[asyncio.Task] = set()
+        asyncio.get_running_loop().add_reader(self.door.fileno(), self.take)
 
-    def __reduce__(self) -> tuple:
-        return reuse_port_socket, self.address
+    def take(self) -> None:
+        """Serve every connection handed over so far; when the acceptor is gone, stop."""
+        loop = asyncio.get_running_loop()
+        protocol = functools.partial(
+            self.config.http_protocol_class,  # as uvicorn's own server makes it for an accepted connection
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.lifespan.state,
+        )
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self.door, 1, 1)
+            except BlockingIOError:
+                return
+            if not data:
+                loop.remove_reader(self.door.fileno())
+                self.should_exit = True
+                return
+            for fd in fds:
+                connection = socket.socket(fileno=fd)
+                connection.setblocking(False)
+                task = loop.create_task(loop.connect_accepted_socket(protocol, connection))
+                self.arriving.add(task)
+                task.add_done_callback(self.arriving.discard)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Leave the turn: the acceptor's next send here fails and goes to another worker; what it sent
+        # before is served below, then closed with the others as uvicorn closes its connections.
+        self.door.shutdown(socket.SHUT_RDWR)
+        self.take()
+        self.door.close()
+        await asyncio.gather(*self.arriving, return_exceptions=True)
+        await super().shutdown(sockets)
+
+
+class HandedProcess(multiprocess.Process):
+    """uvicorn's worker process, running a ``HandedServer``."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = HandedServer(config=self.config)
+        return self._server
 
 
 def run_workers(config: uvicorn.Config) -> None:
-    """Run ``config.workers`` front ends, each accepting on its own socket of ``config.port``."""
-    # Bound but not listening, this socket holds the port (and resolves port 0) without taking connections.
-    with reuse_port_socket(config.host, config.port) as reservation:
-        port = reservation.getsockname()[1]
+    """Run ``config.workers`` front ends on ``config.port``, connections handed to them in turn."""
+    listener = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with listener, tempfile.TemporaryDirectory(prefix="triplex-acceptor-") as folder:
+        listener.bind((config.host, config.port))
+        listener.listen(config.backlog)
+        os.environ[ACCEPTOR_SOCKET] = str(Path(folder) / "acceptor.sock")  # the workers inherit it
+        acceptor = Acceptor(listener, os.environ[ACCEPTOR_SOCKET])
+        threading.Thread(target=acceptor.run, name="acceptor", daemon=True).start()
         logger.info(
-            "Uvicorn running on http://%s:%d with %d workers, a listening socket each (Press CTRL+C to quit)",
+            "Uvicorn running on http://%s:%d with %d workers, connections handed out in turn (Press CTRL+C to quit)",
             config.host,
-            port,
+            listener.getsockname()[1],
             config.workers,
         )
-        Multiprocess(config, sockets=[OwnSocket(config.host, port, config.backlog)]).run()  # type: ignore[list-item]
+        multiprocess.Process = HandedProcess  # type: ignore[misc]  # uvicorn's supervisor builds workers by this name
+        multiprocess.Multiprocess(config, sockets=[]).run()
