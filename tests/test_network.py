@@ -72,7 +72,7 @@ def test_object_rows_see_which_sentence_each_token_is_in() -> None:
     """Token 9 (id 7) ends the subject's sentence: graph 1 numbers the sentences in one more column of the
     hidden states, and the trained sentence distances change the object rows of the other sentences only."""
     ids = torch.tensor([[2, 5, 6, 8, 9, 10, 11, 12, 13, 7, 14, 15, 16, 7, 17, 3]])
-    model = PointerExtractor(tiny_model().encoder, 3, sentence_distance=2, sentence_ends=[7, 40]).eval()
+    model = PointerExtractor(tiny_model().encoder, 3, sentence_distance=2, sentence_end_ids=[7, 40]).eval()
     torch.nn.init.normal_(model.conditional_norm.weight_shift.weight)
     with torch.no_grad():
         hidden, _ = model.encode(ids, torch.ones_like(ids))

@@ -72,7 +72,7 @@ class PointerExtractor(nn.Module):
         subject_distance: int = 0,
         helpers: int = 0,
         sentence_distance: int = 0,
-        sentence_ends: list[int] | None = None,
+        sentence_end_ids: list[int] | None = None,
     ) -> None:
         """``helpers``: how many of the ``num_relations`` (the last ones) are trained but neither run by the
         graphs nor saved (the start's any-object relation, ``training.start.helper_labels``).
@@ -81,7 +81,7 @@ class PointerExtractor(nn.Module):
         where: the demo, trained on one person's facts at a time, gave every person of a text every city and
         firm in it (benchmarks/README.md, "A position signal for the object heads").
         ``sentence_distance`` > 0: they also see how many sentences lie between each token and the subject,
-        up to that many either way; sentences end at the tokens ``sentence_ends`` (``tokenize.sentence_ends``).
+        up to that many either way; sentences end at the tokens ``sentence_end_ids`` (``tokenize.sentence_ends``).
         Graph 1 then passes each token's sentence number to graph 2 as one more column of ``hidden``, so the
         graphs' inputs and outputs keep their names and the runtimes pass them through unchanged. Without it,
         a person's fact and the next sentence's city scored alike: most of the demo's wrong triples joined
@@ -98,7 +98,8 @@ class PointerExtractor(nn.Module):
         if sentence_distance:
             self.sentences = nn.Embedding(2 * sentence_distance + 1, hidden_size)
             nn.init.zeros_(self.sentences.weight)
-            self.register_buffer("sentence_ends", torch.tensor(sentence_ends or [], dtype=torch.long), persistent=False)
+            ends = torch.tensor(sentence_end_ids or [], dtype=torch.long)
+            self.register_buffer("sentence_end_ids", ends, persistent=False)  # rebuilt from the tokenizer
         self.subject_head = nn.Linear(hidden_size, 2)
         self.conditional_norm = ConditionalLayerNorm(hidden_size, 2 * hidden_size, encoder.config.layer_norm_eps)
         self.object_head = nn.Linear(hidden_size, num_relations * 2)
@@ -128,7 +129,7 @@ class PointerExtractor(nn.Module):
 
     def sentence_numbers(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L): how many sentence ends come before each token (an end belongs to its own sentence)."""
-        ends = (input_ids.unsqueeze(-1) == self.sentence_ends).sum(-1)
+        ends = (input_ids.unsqueeze(-1) == self.sentence_end_ids).sum(-1)
         return torch.cumsum(ends, dim=1) - ends
 
     def forward(
