@@ -21,6 +21,7 @@ import selectors
 import socket
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import uvicorn
@@ -46,16 +47,22 @@ class Acceptor:
     def run(self) -> None:
         while True:
             for key, _ in self.selector.select():
-                key.data(key.fileobj)
+                try:
+                    key.data(key.fileobj)
+                except Exception:  # one connection's trouble must not stop the port
+                    logger.exception("the acceptor failed on a connection; it goes on")
 
     def enrol(self, hall: socket.socket) -> None:
         worker, _ = hall.accept()
+        worker.setblocking(False)  # a worker that stops reading must not stop the others' turns
         self.workers.append(worker)
         self.selector.register(worker, selectors.EVENT_READ, self.leave)  # readable once the worker leaves
         if len(self.workers) == 1:  # until a worker is ready, connections wait in the port's backlog
             self.selector.register(self.listener, selectors.EVENT_READ, self.hand_out)
 
     def leave(self, worker: socket.socket) -> None:
+        if worker not in self.workers:  # a failed send and its end of file can both report it
+            return
         self.selector.unregister(worker)
         self.workers.remove(worker)
         worker.close()
@@ -67,15 +74,24 @@ class Acceptor:
             connection, _ = listener.accept()
         except (BlockingIOError, ConnectionAbortedError):
             return
+        except OSError as error:  # out of file descriptors, say: the connection waits in the backlog
+            logger.error("accepting a connection failed (%s); retrying shortly", error)
+            time.sleep(0.1)
+            return
         with connection:  # the worker holds its own copy once it is sent
-            while self.workers:
+            tries = len(self.workers)  # each worker once, in turn
+            while tries and self.workers:
+                tries -= 1
                 worker = self.workers[0]
                 self.workers.rotate(-1)
                 try:
                     socket.send_fds(worker, [b"c"], [connection.fileno()])
                     return
+                except BlockingIOError:  # hundreds of connections it has not taken yet: the next one
+                    continue
                 except OSError:  # it has left (or died) since its last turn: the next one takes it
                     self.leave(worker)
+            logger.warning("no worker could take a connection; it is closed")
 
 
 class HandedServer(uvicorn.Server):
