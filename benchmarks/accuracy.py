@@ -5,7 +5,8 @@
     python benchmarks/accuracy.py --only NAME --choose-thresholds   # no training: thresholds chosen again
 
 A ``NAME_fp32`` run is NAME's with ``--precision fp32``: the default's bf16 autocast against fp32;
-``webnlg_star_negative_subjects`` is WebNLG*'s with ``--negative-subjects``.
+``webnlg_star_negative_subjects`` is WebNLG*'s with ``--negative-subjects``, ``webnlg_star_sentence_distance`` with
+``--sentence-distance 2``.
 
 Figures are merged into benchmarks/results/accuracy.json (one entry per run name).
 """
@@ -64,6 +65,7 @@ RUNS = {
 VARIANTS = {
     "_fp32": (["--precision", "fp32"], ("conll04", "duie1", "webnlg_star")),  # against bf16 autocast
     "_negative_subjects": (["--negative-subjects"], ("webnlg_star",)),
+    "_sentence_distance": (["--sentence-distance", "2"], ("webnlg_star",)),  # texts of several sentences
 }
 RUNS |= {name + end: replace(RUNS[name], flags=flags) for end, (flags, names) in VARIANTS.items() for name in names}
 # Published F1 (%), test splits, full training sets: (system, encoder and size, F1, source).
