@@ -40,11 +40,11 @@ def per_window(server: EngineServer, bodies: list[bytes], other_end: socket.sock
     round and the CPU of the calls into ONNX Runtime is taken off."""
     extractor = server.extractor
     runtime, recorder = extractor.runtime, Recorder(extractor.runtime)
-    if not live:
+    if not live:  # the first round records through the recorder, every later one replays
         extractor.runtime, recorder.run_cpu_s = recorder, 0.0  # the engine reads it; none is counted here
 
     def one_round() -> None:
-        if recorder.encoder_outputs:  # recorded: every later round replays the same outputs
+        if not live and recorder.encoder_outputs:
             extractor.runtime = Replay(recorder)
         for body in bodies:
             server.submit(0, server.peers[0], wire.parse(body))

@@ -103,17 +103,17 @@ class HandedServer(uvicorn.Server):
         self.door.connect(os.environ[ACCEPTOR_SOCKET])
         self.door.setblocking(False)
         self.arriving: set[asyncio.Task] = set()
-        asyncio.get_running_loop().add_reader(self.door.fileno(), self.take)
-
-    def take(self) -> None:
-        """Serve every connection handed over so far; when the acceptor is gone, stop."""
-        loop = asyncio.get_running_loop()
-        protocol = functools.partial(
+        self.protocol = functools.partial(
             self.config.http_protocol_class,  # as uvicorn's own server makes it for an accepted connection
             config=self.config,
             server_state=self.server_state,
             app_state=self.lifespan.state,
         )
+        asyncio.get_running_loop().add_reader(self.door.fileno(), self.take)
+
+    def take(self) -> None:
+        """Serve every connection handed over so far; when the acceptor is gone, stop."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 data, fds, _, _ = socket.recv_fds(self.door, 1, 1)
@@ -126,7 +126,7 @@ class HandedServer(uvicorn.Server):
             for fd in fds:
                 connection = socket.socket(fileno=fd)
                 connection.setblocking(False)
-                task = loop.create_task(loop.connect_accepted_socket(protocol, connection))
+                task = loop.create_task(loop.connect_accepted_socket(self.protocol, connection))
                 self.arriving.add(task)
                 task.add_done_callback(self.arriving.discard)
 
@@ -152,19 +152,12 @@ class HandedProcess(multiprocess.Process):
 
 def run_workers(config: uvicorn.Config) -> None:
     """Run ``config.workers`` front ends on ``config.port``, connections handed to them in turn."""
-    listener = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener = config.bind_socket()  # uvicorn's own: a port in use ends the start in one line
     with listener, tempfile.TemporaryDirectory(prefix="triplex-acceptor-") as folder:
-        listener.bind((config.host, config.port))
         listener.listen(config.backlog)
         os.environ[ACCEPTOR_SOCKET] = str(Path(folder) / "acceptor.sock")  # the workers inherit it
         acceptor = Acceptor(listener, os.environ[ACCEPTOR_SOCKET])
         threading.Thread(target=acceptor.run, name="acceptor", daemon=True).start()
-        logger.info(
-            "Uvicorn running on http://%s:%d with %d workers, connections handed out in turn (Press CTRL+C to quit)",
-            config.host,
-            listener.getsockname()[1],
-            config.workers,
-        )
+        logger.info("%d workers; one acceptor hands them the connections in turn", config.workers)
         multiprocess.Process = HandedProcess  # type: ignore[misc]  # uvicorn's supervisor builds workers by this name
         multiprocess.Multiprocess(config, sockets=[]).run()

@@ -148,15 +148,18 @@ class PointerExtractor(nn.Module):
         tokens = hidden[rows]
         if self.subject_distance:
             offsets = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0) - starts.unsqueeze(1)
-            limit = self.subject_distance
-            tokens = tokens + self.distance(offsets.clamp(-limit, limit) + limit).to(tokens.dtype)
+            tokens = tokens + clipped(self.distance, offsets, self.subject_distance).to(tokens.dtype)
         if self.sentence_distance:
             apart = numbers[rows] - numbers[rows, starts].unsqueeze(1)
-            limit = self.sentence_distance
-            tokens = tokens + self.sentences(apart.clamp(-limit, limit) + limit).to(tokens.dtype)
+            tokens = tokens + clipped(self.sentences, apart, self.sentence_distance).to(tokens.dtype)
         conditioned = self.conditional_norm(tokens, condition)
         logits = self.object_head(conditioned)
         return logits.view(logits.shape[0], logits.shape[1], self.num_relations, 2)
+
+
+def clipped(embedding: nn.Embedding, offsets: torch.Tensor, limit: int) -> torch.Tensor:
+    """The embedding of each offset from the subject, offsets beyond ``limit`` either way taken as ``limit``."""
+    return embedding(offsets.clamp(-limit, limit) + limit)
 
 
 def probabilities(logits: torch.Tensor, power: int) -> torch.Tensor:
