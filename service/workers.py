@@ -32,7 +32,11 @@ ACCEPTOR_SOCKET = "TRIPLEX_ACCEPTOR_SOCKET"  # where the workers find the accept
 
 
 class Acceptor:
-    """Accepts on the port while some worker is ready, and hands each connection to the next worker."""
+    """Accepts on the port while some worker is ready, and hands each connection to the next worker.
+
+    A worker acknowledges each connection it takes; until then the acceptor keeps its own copy. A worker
+    that dies before taking what was handed to it (killed, say) never read from those connections, and
+    they go to another worker instead of being lost with it."""
 
     def __init__(self, listener: socket.socket, path: str) -> None:
         self.listener = listener
@@ -41,6 +45,8 @@ class Acceptor:
         self.hall.bind(path)
         self.hall.listen(64)
         self.workers: collections.deque[socket.socket] = collections.deque()
+        self.unacknowledged: dict[socket.socket, collections.deque[socket.socket]] = {}
+        self.stranded: list[socket.socket] = []  # handed to a worker that left, while no other was ready
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.hall, selectors.EVENT_READ, self.enrol)
 
@@ -56,18 +62,44 @@ class Acceptor:
         worker, _ = hall.accept()
         worker.setblocking(False)  # a worker that stops reading must not stop the others' turns
         self.workers.append(worker)
-        self.selector.register(worker, selectors.EVENT_READ, self.leave)  # readable once the worker leaves
+        self.unacknowledged[worker] = collections.deque()
+        self.selector.register(worker, selectors.EVENT_READ, self.listen_to)
         if len(self.workers) == 1:  # until a worker is ready, connections wait in the port's backlog
             self.selector.register(self.listener, selectors.EVENT_READ, self.hand_out)
+        stranded, self.stranded = self.stranded, []
+        for connection in stranded:
+            self.hand(connection)
+
+    def hear(self, worker: socket.socket) -> bool:
+        """Close our copies of the connections the worker has acknowledged; False once it has left."""
+        taken = self.unacknowledged[worker]
+        while True:
+            try:
+                data = worker.recv(16)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not data:
+                return False
+            for _ in data:  # one byte per connection, in the order they were handed
+                taken.popleft().close()
+
+    def listen_to(self, worker: socket.socket) -> None:
+        if not self.hear(worker):
+            self.leave(worker)
 
     def leave(self, worker: socket.socket) -> None:
         if worker not in self.workers:  # a failed send and its end of file can both report it
             return
+        self.hear(worker)  # acknowledgements sent before it left
         self.selector.unregister(worker)
         self.workers.remove(worker)
         worker.close()
         if not self.workers:
             self.selector.unregister(self.listener)
+        for connection in self.unacknowledged.pop(worker):  # never taken: not a byte of them was read
+            self.hand(connection)
 
     def hand_out(self, listener: socket.socket) -> None:
         try:
@@ -78,20 +110,29 @@ class Acceptor:
             logger.error("accepting a connection failed (%s); retrying shortly", error)
             time.sleep(0.1)
             return
-        with connection:  # the worker holds its own copy once it is sent
-            tries = len(self.workers)  # each worker once, in turn
-            while tries and self.workers:
-                tries -= 1
-                worker = self.workers[0]
-                self.workers.rotate(-1)
-                try:
-                    socket.send_fds(worker, [b"c"], [connection.fileno()])
-                    return
-                except BlockingIOError:  # hundreds of connections it has not taken yet: the next one
-                    continue
-                except OSError:  # it has left (or died) since its last turn: the next one takes it
-                    self.leave(worker)
-            logger.warning("no worker could take a connection; it is closed")
+        self.hand(connection)
+
+    def hand(self, connection: socket.socket) -> None:
+        """Send the connection to the next worker that can take it (each once, in turn)."""
+        tries = len(self.workers)
+        while tries and self.workers:
+            tries -= 1
+            worker = self.workers[0]
+            self.workers.rotate(-1)
+            try:
+                socket.send_fds(worker, [b"c"], [connection.fileno()])
+            except BlockingIOError:  # hundreds of connections it has not taken yet: the next one
+                continue
+            except OSError:  # it has left (or died) since its last turn: the next one takes it
+                self.leave(worker)
+                continue
+            self.unacknowledged[worker].append(connection)
+            return
+        if not self.workers:  # the last worker left with it: the next to start takes it
+            self.stranded.append(connection)
+            return
+        logger.warning("no worker could take a connection; it is closed")
+        connection.close()
 
 
 class HandedServer(uvicorn.Server):
@@ -129,12 +170,25 @@ class HandedServer(uvicorn.Server):
                 task = loop.create_task(loop.connect_accepted_socket(self.protocol, connection))
                 self.arriving.add(task)
                 task.add_done_callback(self.arriving.discard)
+                self.acknowledge()
+
+    def acknowledge(self) -> None:
+        """Tell the acceptor that a connection was taken (before a byte of it is read), so it drops its copy."""
+        try:
+            self.door.send(b"a")
+        except BlockingIOError:  # the acceptor reads these between connections: wait for it
+            self.door.setblocking(True)
+            self.door.send(b"a")
+            self.door.setblocking(False)
+        except OSError:  # the acceptor is gone (the server stops): nobody keeps a copy
+            pass
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        # Leave the turn: the acceptor's next send here fails and goes to another worker; what it sent
-        # before is served below, then closed with the others as uvicorn closes its connections.
-        self.door.shutdown(socket.SHUT_RDWR)
+        # Take what was handed here so far, then leave the turn: the acceptor's next send here fails and
+        # goes to another worker, as do the connections sent meanwhile, which this worker never took.
         self.take()
+        asyncio.get_running_loop().remove_reader(self.door.fileno())
+        self.door.shutdown(socket.SHUT_RDWR)
         self.door.close()
         await asyncio.gather(*self.arriving, return_exceptions=True)
         await super().shutdown(sockets)

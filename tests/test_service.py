@@ -413,6 +413,31 @@ def test_a_killed_worker_is_replaced_and_takes_its_turn_again(trained: tuple[Pat
         stop(process)
 
 
+def test_a_connection_handed_to_a_worker_that_dies_before_taking_it_is_served_by_another(
+    trained: tuple[Path, Path],
+) -> None:
+    """The acceptor keeps each connection until its worker takes it: one handed to a stopped worker, which
+    is then killed, is answered by the other worker."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    process, url = start_server(trained[1], "--workers", "2")
+    try:
+        deadline = time.monotonic() + 60  # ready means one worker; both take turns once both have started
+        while served_at_once(process.pid, url, 2) != [1, 1] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stopped = int(front_ends(process.pid)[0].name)
+        os.kill(stopped, signal.SIGSTOP)
+        post = lambda: httpx.post(f"{url}/v1/extract", json={"text": TEXTS[0]}, timeout=60)  # noqa: E731
+        with ThreadPoolExecutor(2) as pool:
+            answers = [pool.submit(post) for _ in range(2)]  # two connections: one to each worker
+            done, waiting = wait(answers, timeout=60, return_when=FIRST_COMPLETED)
+            assert len(done) == 1 and len(waiting) == 1  # the stopped worker's connection waits
+            os.kill(stopped, signal.SIGKILL)
+            assert [answer.result().status_code for answer in answers] == [200, 200]
+    finally:
+        stop(process)
+
+
 def test_a_provider_that_cannot_load_stops_the_start_with_one_line(trained: tuple[Path, Path]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "triplex.service", "--model", str(trained[1]), "--provider", "cuda", "--port", "1"],
