@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import logging
 import os
@@ -141,8 +142,7 @@ class HandedServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])  # the app's lifespan; no listening socket of its own
         self.door = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.door.connect(os.environ[ACCEPTOR_SOCKET])
-        self.door.setblocking(False)
+        self.door.connect(os.environ[ACCEPTOR_SOCKET])  # blocking for the acknowledgements; reads never wait
         self.arriving: set[asyncio.Task] = set()
         self.protocol = functools.partial(
             self.config.http_protocol_class,  # as uvicorn's own server makes it for an accepted connection
@@ -157,7 +157,7 @@ class HandedServer(uvicorn.Server):
         loop = asyncio.get_running_loop()
         while True:
             try:
-                data, fds, _, _ = socket.recv_fds(self.door, 1, 1)
+                data, fds, _, _ = socket.recv_fds(self.door, 1, 1, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
             if not data:
@@ -174,14 +174,8 @@ class HandedServer(uvicorn.Server):
 
     def acknowledge(self) -> None:
         """Tell the acceptor that a connection was taken (before a byte of it is read), so it drops its copy."""
-        try:
-            self.door.send(b"a")
-        except BlockingIOError:  # the acceptor reads these between connections: wait for it
-            self.door.setblocking(True)
-            self.door.send(b"a")
-            self.door.setblocking(False)
-        except OSError:  # the acceptor is gone (the server stops): nobody keeps a copy
-            pass
+        with contextlib.suppress(OSError):  # the acceptor is gone (the server stops): nobody keeps a copy
+            self.door.send(b"a")  # the acceptor reads these between connections: a full queue empties soon
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Take what was handed here so far, then leave the turn: the acceptor's next send here fails and

@@ -255,13 +255,24 @@ def start_server(export: Path, *flags: str, **variables: str) -> tuple[subproces
 def start_two_workers(export: Path) -> tuple[subprocess.Popen, str]:
     """A ``--workers 2`` server once both workers take connections (ready means that the first one does)."""
     process, url = start_server(export, "--workers", "2")
-    deadline = time.monotonic() + 60
-    while served_at_once(process.pid, url, 2) != [1, 1]:
-        if time.monotonic() > deadline:
-            stop(process)
-            pytest.fail("the second worker never took a connection")
-        time.sleep(0.2)
+    try:
+        until_both_take_turns(process.pid, url)
+    except BaseException:
+        stop(process)
+        raise
     return process, url
+
+
+def until_both_take_turns(server: int, url: str, gone: Path | None = None) -> None:
+    """Wait (up to 60 s) until two front ends, ``gone`` not among them, each answer one of two connections."""
+    deadline = time.monotonic() + 60
+    while True:
+        workers = front_ends(server)
+        if len(workers) == 2 and gone not in workers and served_at_once(server, url, 2) == [1, 1]:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"two workers did not take turns: {workers}")
+        time.sleep(0.2)
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -416,14 +427,7 @@ def test_a_killed_worker_is_replaced_and_takes_its_turn_again(trained: tuple[Pat
         os.kill(int(killed.name), signal.SIGKILL)
         for _ in range(8):  # meanwhile the other worker takes every connection
             assert httpx.post(f"{url}/v1/extract", json={"text": TEXTS[0]}).status_code == 200
-        deadline = time.monotonic() + 60  # uvicorn's supervisor starts another; once ready, it takes its turns
-        while time.monotonic() < deadline:
-            workers = front_ends(process.pid)
-            if len(workers) == 2 and killed not in workers and served_at_once(process.pid, url, 2) == [1, 1]:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"no second worker took connections again: {front_ends(process.pid)}")
+        until_both_take_turns(process.pid, url, gone=killed)  # uvicorn starts another; once ready, it takes turns
     finally:
         stop(process)
 
